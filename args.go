@@ -1,0 +1,158 @@
+package notifier
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/natsnotifier/notifier/match"
+)
+
+// Match is an id pattern: an id matches when id&Mask == Value (two's
+// complement, so negative ids work). Match{} matches every id. A Value with
+// bits outside Mask never matches; it is accepted all the same.
+type Match struct{ Mask, Value int64 }
+
+// Exact matches exactly one id.
+func Exact(id int64) Match { return Match{Mask: -1, Value: id} }
+
+// Matches reports whether id matches m.
+func (m Match) Matches(id int64) bool { return id&m.Mask == m.Value }
+
+func (m Match) pattern() match.Pattern { return match.Pattern(m) }
+
+// Args is an encoded payload: what Publish and RPC were given, as the
+// receiver sees it. The zero Args is nil arguments.
+type Args struct {
+	data []byte
+	json bool // JSON from a NATS client outside the library; else msgpack
+}
+
+// msgpackNil is the encoding of nil, used for an empty body.
+var msgpackNil = []byte{0xc0}
+
+// Decode decodes the payload into v, a pointer, as encoding/json or msgpack
+// would. Empty arguments decode as nil.
+func (a Args) Decode(v any) error {
+	var err error
+	switch {
+	case len(a.data) == 0:
+		err = msgpack.Unmarshal(msgpackNil, v)
+	case a.json:
+		err = json.Unmarshal(a.data, v)
+	default:
+		err = msgpack.Unmarshal(a.data, v)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	return nil
+}
+
+// Raw returns the encoded bytes (msgpack, or JSON when IsJSON). Do not modify them.
+func (a Args) Raw() []byte { return a.data }
+
+// IsJSON reports whether the payload came from outside the library as JSON.
+func (a Args) IsJSON() bool { return a.json }
+
+// String renders the payload as JSON text, for logs.
+func (a Args) String() string {
+	if a.json {
+		return string(a.data)
+	}
+	var v any
+	if err := a.Decode(&v); err != nil {
+		return fmt.Sprintf("<undecodable %d bytes>", len(a.data))
+	}
+	b, err := json.Marshal(jsonSafe(v))
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// jsonSafe converts msgpack's map[any]any, which encoding/json rejects.
+func jsonSafe(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonSafe(e)
+		}
+		return m
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonSafe(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = jsonSafe(e)
+		}
+	}
+	return v
+}
+
+// MarshalJSON renders the payload as JSON.
+func (a Args) MarshalJSON() ([]byte, error) {
+	if len(a.data) == 0 {
+		return []byte("null"), nil
+	}
+	if a.json {
+		return a.data, nil
+	}
+	var v any
+	if err := a.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(jsonSafe(v))
+}
+
+// Result is one responder's answer to an RPC.
+type Result struct {
+	Value Args  // the responder's return value
+	Err   error // non-nil (a *RemoteError) when the responder failed
+}
+
+// Decode returns r.Err if set, else decodes Value into v.
+func (r Result) Decode(v any) error {
+	if r.Err != nil {
+		return r.Err
+	}
+	return r.Value.Decode(v)
+}
+
+// encoders are reused between calls to avoid allocating one per message.
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = msgpack.NewEncoder(&e.buf)
+	return e
+}}
+
+type encoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+// encodeArgs returns the payload of args and whether it is JSON. An Args
+// value passes through as it is. The bytes are valid until release.
+func encodeArgs(args any) (*encoder, []byte, bool, error) {
+	if a, ok := args.(Args); ok {
+		return nil, a.data, a.json, nil
+	}
+	e := encoders.Get().(*encoder)
+	e.buf.Reset()
+	if err := e.enc.Encode(args); err != nil {
+		encoders.Put(e)
+		return nil, nil, false, fmt.Errorf("%w: %w", ErrEncode, err)
+	}
+	return e, e.buf.Bytes(), false, nil
+}
+
+func (e *encoder) release() {
+	if e != nil && e.buf.Cap() <= 64<<10 {
+		encoders.Put(e)
+	}
+}

@@ -1,0 +1,101 @@
+package bus
+
+import (
+	"strconv"
+	"strings"
+)
+
+// DefaultPrefix is the first subject token(s) of every subject the Notifier uses.
+const DefaultPrefix = "notifier"
+
+// MaxNameLen is the longest object or cmd name accepted, in bytes.
+const MaxNameLen = 128
+
+// ValidName reports whether s can be used as an object or cmd: non-empty, at
+// most MaxNameLen bytes, and a single NATS subject token (no '.', '*', '>',
+// whitespace or control characters).
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidPrefix reports whether p is a usable subject prefix: one or more valid
+// names joined by '.'.
+func ValidPrefix(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if !ValidName(tok) {
+			return false
+		}
+	}
+	return true
+}
+
+// Subjects builds and parses the subjects under one prefix.
+type Subjects struct {
+	Prefix string
+}
+
+// Ann is the subject a node announces on.
+func (s Subjects) Ann(node string) string { return s.Prefix + ".dir.ann." + node }
+
+// AnnAll matches every node's announcements.
+func (s Subjects) AnnAll() string { return s.Prefix + ".dir.ann.*" }
+
+// Members is the queue-group subject answering with the member list.
+func (s Subjects) Members() string { return s.Prefix + ".dir.members" }
+
+// NodeDir is the subject a node serves its table on.
+func (s Subjects) NodeDir(node string) string { return s.Prefix + ".node." + node + ".dir" }
+
+// NodeAck is the subject a node receives acknowledgements on.
+func (s Subjects) NodeAck(node string) string { return s.Prefix + ".node." + node + ".ack" }
+
+// NodeData is the prefix, ending in '.', of the routed data subjects of a
+// node for kind: "<prefix>.node.<node>.pub." or "<prefix>.node.<node>.rpc.".
+func (s Subjects) NodeData(node string, k Kind) string {
+	return s.Prefix + ".node." + node + "." + k.String() + "."
+}
+
+// Gateway is the prefix, ending in '.', of the gateway subjects for kind:
+// "<prefix>.pub." or "<prefix>.rpc.".
+func (s Subjects) Gateway(k Kind) string { return s.Prefix + "." + k.String() + "." }
+
+// AppendAddr appends "<object>.<cmd>.<id>" to dst.
+func AppendAddr(dst []byte, object, cmd string, id int64) []byte {
+	dst = append(dst, object...)
+	dst = append(dst, '.')
+	dst = append(dst, cmd...)
+	dst = append(dst, '.')
+	return strconv.AppendInt(dst, id, 10)
+}
+
+// ParseAddr parses "<object>.<cmd>.<id>", the tail of a data or gateway
+// subject. The returned strings share memory with s.
+func ParseAddr(s string) (object, cmd string, id int64, ok bool) {
+	i := strings.IndexByte(s, '.')
+	if i <= 0 {
+		return "", "", 0, false
+	}
+	object, s = s[:i], s[i+1:]
+	i = strings.IndexByte(s, '.')
+	if i <= 0 {
+		return "", "", 0, false
+	}
+	cmd, s = s[:i], s[i+1:]
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || !ValidName(object) || !ValidName(cmd) {
+		return "", "", 0, false
+	}
+	return object, cmd, id, true
+}

@@ -1,0 +1,386 @@
+package notifier
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/match"
+)
+
+// localReg is one registration of this Notifier, with its delivery queue.
+type localReg struct {
+	id        uint64
+	key       regKey
+	slice     bool    // guarded by Notifier.mu
+	weight    float64 // guarded by Notifier.mu
+	sub       Subscriber
+	resp      Responder
+	queueSize int
+
+	removed atomic.Bool
+
+	mu      sync.Mutex // guards the queue
+	queue   []delivery // FIFO; head at queue[head]
+	head    int
+	running bool // a drain goroutine owns the queue
+}
+
+type delivery struct {
+	object, cmd string
+	id          int64
+	args        Args
+}
+
+func (r *localReg) wire() bus.Reg {
+	return bus.Reg{
+		ID: r.id, Kind: r.key.kind, Object: r.key.object, Cmd: r.key.cmd,
+		Mask: r.key.pattern.Mask, Value: r.key.pattern.Value,
+		Slice: r.slice, Weight: r.weight,
+	}
+}
+
+func (r *localReg) remove() {
+	r.removed.Store(true)
+	r.mu.Lock()
+	r.queue, r.head = nil, 0
+	r.mu.Unlock()
+}
+
+// counters are the Notifier's statistics.
+type counters struct {
+	published  atomic.Uint64
+	delivered  atomic.Uint64
+	dropped    atomic.Uint64
+	panics     atomic.Uint64
+	undecoded  atomic.Uint64
+	rpcServed  atomic.Uint64
+	rpcErrors  atomic.Uint64
+	lastDropLg atomic.Int64 // unix nanos of the last drop log line
+}
+
+// Stats are counters since the Notifier started.
+type Stats struct {
+	Published   uint64 // Publish calls that sent
+	Delivered   uint64 // Notify calls made
+	Dropped     uint64 // notifications dropped: a full queue or a registration gone
+	Panics      uint64 // recovered panics of Notify and RPCCall
+	Undecodable uint64 // messages that could not be parsed or decoded
+	RPCServed   uint64 // RPCCall invocations
+	RPCErrors   uint64 // RPCCall invocations that failed or panicked
+}
+
+// Stats returns the Notifier's counters.
+func (n *Notifier) Stats() Stats {
+	c := &n.stats
+	return Stats{
+		Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: c.dropped.Load(),
+		Panics: c.panics.Load(), Undecodable: c.undecoded.Load(),
+		RPCServed: c.rpcServed.Load(), RPCErrors: c.rpcErrors.Load(),
+	}
+}
+
+// dropped counts a dropped notification and logs at most once a second.
+func (n *Notifier) dropped(why string, r *localReg) {
+	n.stats.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := n.stats.lastDropLg.Load()
+	if now-last >= int64(time.Second) && n.stats.lastDropLg.CompareAndSwap(last, now) {
+		args := []any{"reason", why, "total_dropped", n.stats.dropped.Load()}
+		if r != nil {
+			args = append(args, "object", r.key.object, "cmd", r.key.cmd, "mask", r.key.pattern.Mask, "value", r.key.pattern.Value)
+		}
+		n.log.Warn("notifier: notification dropped", args...)
+	}
+}
+
+// subscribeData subscribes to the subjects other Notifiers route to.
+func (n *Notifier) subscribeData() error {
+	pub := n.subj.NodeData(n.node, bus.KindPub)
+	sub, err := n.nc.Subscribe(pub+">", func(m *nats.Msg) { n.onPub(m, len(pub)) })
+	if err != nil {
+		return fmt.Errorf("notifier: subscribe: %w", err)
+	}
+	// The Notifier bounds its own queues; nats.go's must never drop.
+	_ = sub.SetPendingLimits(-1, -1)
+	n.subs = append(n.subs, sub)
+	rpc := n.subj.NodeData(n.node, bus.KindRPC)
+	sub, err = n.nc.Subscribe(rpc+">", func(m *nats.Msg) { n.onRPC(m, len(rpc)) })
+	if err != nil {
+		return fmt.Errorf("notifier: subscribe: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	n.subs = append(n.subs, sub)
+	return nil
+}
+
+func (n *Notifier) unsubscribe() {
+	for _, s := range n.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// drainData stops the data subscriptions after handling what they hold.
+func (n *Notifier) drainData(deadline time.Time) error {
+	for _, s := range n.subs {
+		if err := s.Drain(); err != nil {
+			_ = s.Unsubscribe()
+		}
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for _, s := range n.subs {
+		for s.IsValid() {
+			if time.Now().After(deadline) {
+				_ = s.Unsubscribe()
+				return fmt.Errorf("notifier: close: drain %s: %w", s.Subject, ErrTimeout)
+			}
+			<-tick.C
+		}
+	}
+	return nil
+}
+
+// onPub handles a publish routed to this Notifier.
+func (n *Notifier) onPub(m *nats.Msg, skip int) {
+	object, cmd, id, ok := bus.ParseAddr(m.Subject[skip:])
+	f, body, err := bus.ParseFrame(m.Data)
+	if !ok || err != nil {
+		n.stats.undecoded.Add(1)
+		n.log.Warn("notifier: malformed routed publish", "subject", m.Subject)
+		return
+	}
+	n.deliver(f.Flags, f.Slice, object, cmd, id, Args{data: body, json: f.Flags&bus.FlagJSON != 0})
+}
+
+// entryPool holds lookup buffers; a lookup result is short-lived.
+var entryPool = sync.Pool{New: func() any {
+	s := make([]match.Entry[*localReg], 0, 16)
+	return &s
+}}
+
+// deliver queues a notification for this Notifier's matching full
+// registrations (FlagFull) and for the slice registration with ID slice
+// (FlagSlice).
+func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int64, args Args) {
+	d := delivery{object: object, cmd: cmd, id: id, args: args}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		n.dropped("closed", nil)
+		return
+	}
+	if flags&bus.FlagFull != 0 {
+		bp := entryPool.Get().(*[]match.Entry[*localReg])
+		full, _ := n.local[bus.KindPub].Lookup(object, cmd, id, (*bp)[:0], nil)
+		for _, e := range full {
+			n.push(e.Key, d)
+		}
+		clear(full)
+		*bp = full[:0]
+		entryPool.Put(bp)
+	}
+	if flags&bus.FlagSlice != 0 {
+		r := n.byID[slice]
+		if r == nil || r.key.kind != bus.KindPub || !r.slice || r.key.object != object || r.key.cmd != cmd || !r.key.pattern.Matches(id) {
+			n.reroute(flags, object, cmd, id, args)
+			return
+		}
+		n.push(r, d)
+	}
+}
+
+// reroute sends on a slice notification whose registration left this
+// Notifier before it arrived, drawing again among the slices the directory
+// knows now. It happens at most once per notification.
+func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) {
+	if flags&bus.FlagForwarded != 0 {
+		n.dropped("slice registration gone", nil)
+		return
+	}
+	// Called with n.mu read-locked: run the send on its own goroutine so a
+	// delivery to this Notifier can take the lock again.
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.publish(object, id, cmd, args.data, args.json, false, bus.FlagForwarded); err != nil {
+			n.dropped("reroute failed: "+err.Error(), nil)
+		}
+	}()
+}
+
+// push appends d to r's queue, starting a drain goroutine if none runs.
+// Called with n.mu read-locked and n.closed false.
+func (n *Notifier) push(r *localReg, d delivery) {
+	r.mu.Lock()
+	if len(r.queue)-r.head >= r.queueSize {
+		r.mu.Unlock()
+		n.dropped("queue full", r)
+		return
+	}
+	if r.head > 0 && len(r.queue) == cap(r.queue) {
+		// Compact instead of growing.
+		k := copy(r.queue, r.queue[r.head:])
+		clear(r.queue[k:])
+		r.queue, r.head = r.queue[:k], 0
+	}
+	r.queue = append(r.queue, d)
+	start := !r.running
+	r.running = true
+	r.mu.Unlock()
+	if start {
+		n.wg.Add(1)
+		go n.drain(r)
+	}
+}
+
+// drain calls r's Subscriber for each queued notification, one at a time.
+func (n *Notifier) drain(r *localReg) {
+	defer n.wg.Done()
+	for {
+		r.mu.Lock()
+		if r.head == len(r.queue) {
+			r.queue, r.head, r.running = r.queue[:0], 0, false
+			r.mu.Unlock()
+			return
+		}
+		d := r.queue[r.head]
+		r.queue[r.head] = delivery{}
+		r.head++
+		r.mu.Unlock()
+		if r.removed.Load() {
+			continue
+		}
+		n.notify(r, d)
+	}
+}
+
+func (n *Notifier) notify(r *localReg, d delivery) {
+	defer func() {
+		if p := recover(); p != nil {
+			n.stats.panics.Add(1)
+			n.log.Error("notifier: Notify panicked", "object", d.object, "cmd", d.cmd, "id", d.id, "panic", p)
+		}
+	}()
+	n.stats.delivered.Add(1)
+	r.sub.Notify(d.object, d.id, d.cmd, d.args)
+}
+
+// Publish sends a one-way notification to every matching full registration
+// on the bus and to one matching slice drawn by weight. args is encoded with
+// msgpack (an Args value is sent as it is). Publishing with nothing
+// registered is not an error.
+func (n *Notifier) Publish(object string, id int64, cmd string, args any) error {
+	if n.closing.Load() {
+		return ErrClosed
+	}
+	if err := checkNames(object, cmd); err != nil {
+		return err
+	}
+	e, body, isJSON, err := encodeArgs(args)
+	if err != nil {
+		return err
+	}
+	defer e.release()
+	if err := n.checkSize(body); err != nil {
+		return err
+	}
+	return n.publish(object, id, cmd, body, isJSON, true, 0)
+}
+
+func (n *Notifier) checkSize(body []byte) error {
+	if max := n.nc.MaxPayload(); max > 0 && int64(len(body)+bus.FrameHeaderLen) > max {
+		return fmt.Errorf("%w: %d bytes, the server accepts %d", ErrPayloadTooLarge, len(body), max-bus.FrameHeaderLen)
+	}
+	return nil
+}
+
+// sendBuf is a reusable buffer for subjects and frames.
+var sendBufs = sync.Pool{New: func() any {
+	b := &sendBuf{}
+	b.full = make([]bus.Entry, 0, 16)
+	b.slices = make([]bus.Entry, 0, 16)
+	return b
+}}
+
+type sendBuf struct {
+	subj, frame  []byte
+	full, slices []bus.Entry
+}
+
+// publish routes one notification by the directory. extra is or'ed into the
+// frame flags.
+func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJSON, count bool, extra byte) error {
+	b := sendBufs.Get().(*sendBuf)
+	defer sendBufs.Put(b)
+	full, slices := n.dir.Lookup(bus.KindPub, object, cmd, id, b.full[:0], b.slices[:0])
+	defer func() {
+		clear(full)
+		clear(slices)
+		b.full, b.slices = full[:0], slices[:0]
+	}()
+	flagsBase := extra
+	if isJSON {
+		flagsBase |= bus.FlagJSON
+	}
+	var pick bus.RegRef
+	if i := match.Pick(slices, n.rand); i >= 0 {
+		pick = slices[i].Key
+	}
+	if count {
+		n.stats.published.Add(1)
+	}
+	// One message per node: the full flag covers all its full registrations.
+	sliceSent := pick.Node == ""
+	for i, e := range full {
+		node := e.Key.Node
+		if seenNode(full[:i], node) {
+			continue
+		}
+		flags := flagsBase | bus.FlagFull
+		if node == pick.Node {
+			flags |= bus.FlagSlice
+			sliceSent = true
+		}
+		if err := n.send(b, node, flags, pick.ID, object, cmd, id, body); err != nil {
+			return err
+		}
+	}
+	if !sliceSent {
+		return n.send(b, pick.Node, flagsBase|bus.FlagSlice, pick.ID, object, cmd, id, body)
+	}
+	return nil
+}
+
+// seenNode reports whether node appears in prev.
+func seenNode(prev []bus.Entry, node string) bool {
+	for _, e := range prev {
+		if e.Key.Node == node {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Notifier) send(b *sendBuf, node string, flags byte, slice uint64, object, cmd string, id int64, body []byte) error {
+	if node == n.node {
+		// Local delivery skips NATS; the body must outlive the caller's buffer.
+		data := append([]byte(nil), body...)
+		n.deliver(flags, slice, object, cmd, id, Args{data: data, json: flags&bus.FlagJSON != 0})
+		return nil
+	}
+	b.subj = append(b.subj[:0], n.subj.Prefix...)
+	b.subj = append(b.subj, ".node."...)
+	b.subj = append(b.subj, node...)
+	b.subj = append(b.subj, ".pub."...)
+	b.subj = bus.AppendAddr(b.subj, object, cmd, id)
+	b.frame = bus.AppendFrame(b.frame[:0], bus.Frame{Flags: flags, Slice: slice}, body)
+	if err := n.nc.Publish(string(b.subj), b.frame); err != nil {
+		return fmt.Errorf("notifier: publish: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package notifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/match"
+)
+
+// rpcClient gathers the replies of this Notifier's RPCs on one wildcard inbox
+// subscription: each request's reply subject is <inbox>.<call>.<target>.
+type rpcClient struct {
+	n      *Notifier
+	prefix string // "<inbox>."
+	sub    *nats.Subscription
+
+	mu    sync.Mutex // guards calls and every call's state
+	next  uint64
+	calls map[uint64]*call
+}
+
+// call is one RPC in flight.
+type call struct {
+	id          uint64
+	object, cmd string
+	rid         int64
+	body        []byte
+	json        bool
+	deadline    time.Time
+	slices      []bus.Entry // slice candidates left for a redraw
+	targets     []*target
+	results     []Result
+	open        int  // targets still to answer
+	answered    bool // some registration existed at a responder
+	done        chan struct{}
+}
+
+// target is one Notifier a call was sent to.
+type target struct {
+	node   string
+	flags  byte
+	slice  uint64
+	expect int // replies it announced; 0 until the first
+	got    int
+	done   bool
+}
+
+func newRPCClient(n *Notifier) (*rpcClient, error) {
+	c := &rpcClient{n: n, prefix: n.nc.NewInbox() + ".", calls: make(map[uint64]*call)}
+	sub, err := n.nc.Subscribe(c.prefix+">", c.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("notifier: subscribe: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	c.sub = sub
+	return c, nil
+}
+
+func (c *rpcClient) close() {
+	if c != nil && c.sub != nil {
+		_ = c.sub.Unsubscribe()
+	}
+}
+
+// RPC calls every matching full RPC registration on the bus and one matching
+// RPC slice drawn by weight, and returns one Result per responder that had
+// something to say, in arrival order. With nothing registered it returns
+// ErrNoResponders at once. The deadline comes from ctx, or WithRPCTimeout
+// when ctx has none; when it passes, RPC returns the results that arrived
+// and an error matching ErrTimeout and context.DeadlineExceeded.
+func (n *Notifier) RPC(ctx context.Context, object string, id int64, cmd string, args any) ([]Result, error) {
+	if n.closing.Load() {
+		return nil, ErrClosed
+	}
+	if err := checkNames(object, cmd); err != nil {
+		return nil, err
+	}
+	e, body, isJSON, err := encodeArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	defer e.release()
+	if err := n.checkSize(body); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.o.rpcTimeout)
+		defer cancel()
+	}
+	return n.rpc.do(ctx, object, id, cmd, body, isJSON)
+}
+
+// RPCs sends one RPC per id concurrently, with one shared deadline, and
+// returns the results aligned with ids (a duplicate id gets its own call).
+// An id without responders holds nil. When the deadline passes, an id still
+// waiting holds what arrived for it and RPCs returns the timeout error.
+// Otherwise it returns ErrNoResponders when no id had any responder, else nil.
+// An empty ids returns an empty result and nil.
+func (n *Notifier) RPCs(ctx context.Context, object string, ids []int64, cmd string, args any) ([][]Result, error) {
+	if n.closing.Load() {
+		return nil, ErrClosed
+	}
+	if err := checkNames(object, cmd); err != nil {
+		return nil, err
+	}
+	out := make([][]Result, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	e, body, isJSON, err := encodeArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	defer e.release()
+	if err := n.checkSize(body); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.o.rpcTimeout)
+		defer cancel()
+	}
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = n.rpc.do(ctx, object, id, cmd, body, isJSON)
+		}()
+	}
+	wg.Wait()
+	none := true
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			none = false
+		case errors.Is(err, ErrNoResponders):
+		default:
+			return out, err
+		}
+	}
+	if none {
+		return out, ErrNoResponders
+	}
+	return out, nil
+}
+
+// RPCCall sends an RPC like RPC and returns at once; source.RPCResponse is
+// called exactly once, on another goroutine, with what RPC would have
+// returned: empty results and ErrNoResponders when nobody is registered, the
+// partial results and the timeout error after the default RPC timeout.
+func (n *Notifier) RPCCall(object string, id int64, cmd string, args any, source ResultHandler) error {
+	if n.closing.Load() {
+		return ErrClosed
+	}
+	if err := checkNames(object, cmd); err != nil {
+		return err
+	}
+	if err := checkDest(source); err != nil {
+		return err
+	}
+	e, body, isJSON, err := encodeArgs(args)
+	if err != nil {
+		return err
+	}
+	defer e.release()
+	if err := n.checkSize(body); err != nil {
+		return err
+	}
+	body = append([]byte(nil), body...)
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		return ErrClosed
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), n.o.rpcTimeout)
+		defer cancel()
+		results, err := n.rpc.do(ctx, object, id, cmd, body, isJSON)
+		if results == nil {
+			results = []Result{}
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				n.stats.panics.Add(1)
+				n.log.Error("notifier: RPCResponse panicked", "object", object, "cmd", cmd, "id", id, "panic", p)
+			}
+		}()
+		source.RPCResponse(object, id, cmd, results, err)
+	}()
+	return nil
+}
+
+// do routes one RPC by the directory and gathers the replies.
+func (c *rpcClient) do(ctx context.Context, object string, id int64, cmd string, body []byte, isJSON bool) ([]Result, error) {
+	n := c.n
+	full, slices := n.dir.Lookup(bus.KindRPC, object, cmd, id, nil, nil)
+	if len(full) == 0 && len(slices) == 0 {
+		return nil, ErrNoResponders
+	}
+	deadline, _ := ctx.Deadline()
+	cl := &call{
+		object: object, cmd: cmd, rid: id,
+		body: body, json: isJSON, deadline: deadline,
+		slices: slices, done: make(chan struct{}),
+	}
+	var pick bus.RegRef
+	if i := match.Pick(slices, n.rand); i >= 0 {
+		pick = slices[i].Key
+	}
+	base := byte(bus.FlagTimeout)
+	if isJSON {
+		base |= bus.FlagJSON
+	}
+	sliceSent := pick.Node == ""
+	for i, e := range full {
+		if seenNode(full[:i], e.Key.Node) {
+			continue
+		}
+		t := &target{node: e.Key.Node, flags: base | bus.FlagFull}
+		if t.node == pick.Node {
+			t.flags |= bus.FlagSlice
+			t.slice = pick.ID
+			sliceSent = true
+		}
+		cl.targets = append(cl.targets, t)
+	}
+	if !sliceSent {
+		cl.targets = append(cl.targets, &target{node: pick.Node, flags: base | bus.FlagSlice, slice: pick.ID})
+	}
+	cl.open = len(cl.targets)
+
+	c.mu.Lock()
+	c.next++
+	cl.id = c.next
+	c.calls[cl.id] = cl
+	for i, t := range cl.targets {
+		if err := c.sendLocked(cl, i, t); err != nil {
+			delete(c.calls, cl.id)
+			c.mu.Unlock()
+			return nil, err
+		}
+	}
+	c.mu.Unlock()
+
+	var err error
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = ErrTimeout
+		} else {
+			err = fmt.Errorf("notifier: rpc: %w", err)
+		}
+	}
+	c.mu.Lock()
+	delete(c.calls, cl.id)
+	results, answered := cl.results, cl.answered
+	cl.results = nil // late replies are dropped: the call is gone from c.calls
+	c.mu.Unlock()
+	if err == nil && len(results) == 0 && !answered {
+		err = ErrNoResponders
+	}
+	return results, err
+}
+
+// sendLocked sends the request to target i.
+func (c *rpcClient) sendLocked(cl *call, i int, t *target) error {
+	n := c.n
+	ms := time.Until(cl.deadline).Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	subj := n.subj.NodeData(t.node, bus.KindRPC) + string(bus.AppendAddr(nil, cl.object, cl.cmd, cl.rid))
+	reply := c.prefix + strconv.FormatUint(cl.id, 10) + "." + strconv.Itoa(i)
+	data := bus.AppendFrame(nil, bus.Frame{Flags: t.flags, Slice: t.slice, Timeout: uint64(ms)}, cl.body)
+	if err := n.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: reply, Data: data}); err != nil {
+		return fmt.Errorf("notifier: rpc: %w", err)
+	}
+	return nil
+}
+
+// onReply handles one reply (or a "no responders" status) of a call.
+func (c *rpcClient) onReply(m *nats.Msg) {
+	callID, idx, ok := parseReplySubject(m.Subject[len(c.prefix):])
+	if !ok {
+		return
+	}
+	var drop string
+	c.mu.Lock()
+	defer func() {
+		c.mu.Unlock()
+		if drop != "" {
+			c.n.dir.Drop(drop)
+		}
+	}()
+	cl := c.calls[callID]
+	if cl == nil || idx >= len(cl.targets) || cl.targets[idx].done {
+		return // late, or unknown
+	}
+	t := cl.targets[idx]
+	if bus.IsNoResponders(m) {
+		drop = t.node
+		c.finishLocked(cl, t)
+		if t.flags&bus.FlagSlice != 0 {
+			c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key.Node == t.node })
+		}
+		return
+	}
+	total, kind, body, err := bus.ParseReply(m.Data)
+	if err != nil {
+		c.n.stats.undecoded.Add(1)
+		cl.results = append(cl.results, Result{Err: &RemoteError{Code: CodeInternal, Message: "malformed reply from " + t.node}})
+		c.finishLocked(cl, t)
+		return
+	}
+	t.expect = total
+	t.got++
+	switch kind {
+	case ReplyValue:
+		cl.answered = true
+		cl.results = append(cl.results, Result{Value: Args{data: body}})
+	case ReplyError:
+		cl.answered = true
+		cl.results = append(cl.results, Result{Err: decodeRemoteError(body)})
+	case ReplyNone:
+		cl.answered = true
+	case bus.ReplyGone:
+		ref := bus.RegRef{Node: t.node, ID: t.slice}
+		c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key == ref })
+	}
+	if t.got >= t.expect {
+		c.finishLocked(cl, t)
+	}
+}
+
+// Reply kinds, re-exported for readability in this file.
+const (
+	ReplyValue = bus.ReplyValue
+	ReplyError = bus.ReplyError
+	ReplyNone  = bus.ReplyNone
+)
+
+func (c *rpcClient) finishLocked(cl *call, t *target) {
+	t.done = true
+	cl.open--
+	if cl.open == 0 {
+		close(cl.done)
+	}
+}
+
+// redrawLocked draws another slice after the drawn one turned out gone.
+func (c *rpcClient) redrawLocked(cl *call, gone func(bus.Entry) bool) {
+	kept := cl.slices[:0]
+	for _, e := range cl.slices {
+		if !gone(e) {
+			kept = append(kept, e)
+		}
+	}
+	cl.slices = kept
+	i := match.Pick(cl.slices, c.n.rand)
+	if i < 0 {
+		return
+	}
+	e := cl.slices[i]
+	base := byte(bus.FlagTimeout | bus.FlagSlice)
+	if cl.json {
+		base |= bus.FlagJSON
+	}
+	t := &target{node: e.Key.Node, flags: base, slice: e.Key.ID}
+	cl.targets = append(cl.targets, t)
+	cl.open++
+	if err := c.sendLocked(cl, len(cl.targets)-1, t); err != nil {
+		c.finishLocked(cl, t)
+	}
+}
+
+func parseReplySubject(s string) (call uint64, idx int, ok bool) {
+	i := strings.IndexByte(s, '.')
+	if i < 0 {
+		return 0, 0, false
+	}
+	call, err := strconv.ParseUint(s[:i], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	idx, err = strconv.Atoi(s[i+1:])
+	return call, idx, err == nil && idx >= 0
+}
+
+// remoteErrorWire is RemoteError on the wire.
+type remoteErrorWire struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Code     int
+	Message  string
+}
+
+func decodeRemoteError(b []byte) *RemoteError {
+	var w remoteErrorWire
+	if err := msgpack.Unmarshal(b, &w); err != nil {
+		return &RemoteError{Code: CodeInternal, Message: "undecodable remote error"}
+	}
+	return &RemoteError{Code: w.Code, Message: w.Message}
+}
+
+func encodeRemoteError(e *RemoteError) []byte {
+	b, _ := msgpack.Marshal(&remoteErrorWire{Code: e.Code, Message: e.Message})
+	return b
+}

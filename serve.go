@@ -1,0 +1,121 @@
+package notifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsnotifier/notifier/bus"
+)
+
+// onRPC handles an RPC routed to this Notifier: every matching full RPC
+// registration (FlagFull) and the requested slice (FlagSlice) answer, each
+// with its own reply message announcing how many replies to expect.
+func (n *Notifier) onRPC(m *nats.Msg, skip int) {
+	if m.Reply == "" {
+		n.stats.undecoded.Add(1)
+		return
+	}
+	object, cmd, id, ok := bus.ParseAddr(m.Subject[skip:])
+	f, body, err := bus.ParseFrame(m.Data)
+	if !ok || err != nil {
+		n.stats.undecoded.Add(1)
+		n.log.Warn("notifier: malformed routed rpc", "subject", m.Subject)
+		n.reply(m.Reply, 1, ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request"}))
+		return
+	}
+	var regs []*localReg
+	gone := false
+	n.mu.RLock()
+	if f.Flags&bus.FlagFull != 0 {
+		full, _ := n.local[bus.KindRPC].Lookup(object, cmd, id, nil, nil)
+		for _, e := range full {
+			regs = append(regs, e.Key)
+		}
+	}
+	if f.Flags&bus.FlagSlice != 0 {
+		r := n.byID[f.Slice]
+		if r == nil || r.key.kind != bus.KindRPC || !r.slice || r.key.object != object || r.key.cmd != cmd || !r.key.pattern.Matches(id) {
+			gone = true
+		} else {
+			regs = append(regs, r)
+		}
+	}
+	n.mu.RUnlock()
+
+	total := len(regs)
+	if gone {
+		total++
+		n.reply(m.Reply, total, bus.ReplyGone, nil)
+	}
+	if total == 0 {
+		n.reply(m.Reply, 1, ReplyNone, nil)
+		return
+	}
+	timeout := n.o.rpcTimeout
+	if f.Flags&bus.FlagTimeout != 0 {
+		timeout = time.Duration(f.Timeout) * time.Millisecond
+	}
+	args := Args{data: body, json: f.Flags&bus.FlagJSON != 0}
+	for _, r := range regs {
+		n.sem <- struct{}{} // blocks this subscription while every slot is busy
+		n.wg.Add(1)
+		go n.serve(r, m.Reply, total, timeout, object, id, cmd, args)
+	}
+}
+
+// serve runs one handler and sends its reply.
+func (n *Notifier) serve(r *localReg, reply string, total int, timeout time.Duration, object string, id int64, cmd string, args Args) {
+	defer func() {
+		<-n.sem
+		n.wg.Done()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	n.stats.rpcServed.Add(1)
+	v, err := n.callHandler(ctx, r, object, id, cmd, args)
+	kind, body := ReplyNone, []byte(nil)
+	switch {
+	case err != nil:
+		n.stats.rpcErrors.Add(1)
+		var re *RemoteError
+		if !errors.As(err, &re) {
+			re = &RemoteError{Code: CodeHandler, Message: err.Error()}
+		}
+		kind, body = ReplyError, encodeRemoteError(re)
+	case v != nil:
+		e, b, isJSON, err := encodeArgs(v)
+		switch {
+		case err != nil:
+			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
+		case isJSON:
+			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: "a JSON Args result cannot be returned"})
+		case n.checkSize(b) != nil:
+			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: n.checkSize(b).Error()})
+		default:
+			kind, body = ReplyValue, b
+		}
+		defer e.release()
+	}
+	n.reply(reply, total, kind, body)
+}
+
+func (n *Notifier) callHandler(ctx context.Context, r *localReg, object string, id int64, cmd string, args Args) (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			n.stats.panics.Add(1)
+			n.log.Error("notifier: RPCCall panicked", "object", object, "cmd", cmd, "id", id, "panic", p)
+			v, err = nil, &RemoteError{Code: CodePanic, Message: fmt.Sprintf("panic: %v", p)}
+		}
+	}()
+	return r.resp.RPCCall(ctx, object, id, cmd, args)
+}
+
+func (n *Notifier) reply(subject string, total int, kind byte, body []byte) {
+	if err := n.nc.Publish(subject, bus.AppendReply(nil, total, kind, body)); err != nil {
+		n.log.Warn("notifier: rpc reply failed", "err", err)
+	}
+}
