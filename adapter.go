@@ -199,6 +199,11 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		return nil, err
 	}
 	n.dir = dir
+	if err := n.subscribeGateway(); err != nil {
+		dir.Close()
+		n.unsubscribe()
+		return nil, err
+	}
 	n.watchReconnects()
 	return n, nil
 }
