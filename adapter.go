@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/match"
@@ -68,6 +69,7 @@ type Notifier struct {
 	sem  chan struct{} // RPC handler slots, sized by WithConcurrency
 	wg   sync.WaitGroup
 	rpc  *rpcClient
+	svc  micro.Service // service discovery
 
 	stats counters
 }
@@ -199,7 +201,10 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		return nil, err
 	}
 	n.dir = dir
-	if err := n.subscribeGateway(); err != nil {
+	if err = n.subscribeGateway(); err == nil {
+		err = n.startDiscovery()
+	}
+	if err != nil {
 		dir.Close()
 		n.unsubscribe()
 		return nil, err
@@ -247,6 +252,7 @@ func (n *Notifier) Close() error {
 	deadline := time.Now().Add(n.o.closeTimeout)
 	var errs []error
 	n.dir.Close() // goodbye: peers stop routing here
+	_ = n.svc.Stop()
 	if err := n.drainData(deadline); err != nil {
 		errs = append(errs, err)
 	}
