@@ -353,11 +353,10 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 	if r == nil {
 		n.nextID++
 		r = &localReg{id: n.nextID, key: key, queueSize: n.o.queueSize}
-		switch d := dest.(type) {
-		case Subscriber:
-			r.sub = d
-		case Responder:
-			r.resp = d
+		if kind == bus.KindRPC {
+			r.resp = dest.(Responder)
+		} else {
+			r.sub = dest.(Subscriber)
 		}
 		n.byKey[key] = r
 		n.byID[r.id] = r

@@ -143,7 +143,7 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		return fail(fmt.Errorf("notifier: subscribe members: %w", err))
 	}
 	d.addSub(sub)
-	d.heartbeat()
+	d.hello(ctx)
 	d.wg.Add(1)
 	go d.loop()
 	return d, nil
@@ -382,6 +382,43 @@ func (d *Directory) loop() {
 				d.o.Logger.Warn("notifier: directory resync failed", "err", err)
 			}
 		}
+	}
+}
+
+// hello announces this node and waits until every member it knows has
+// learned it (fetched its table), so that from then on their registration
+// changes wait for this node's acknowledgement too. A member that does not
+// answer within the Timeout is left to the heartbeats.
+func (d *Directory) hello(ctx context.Context) {
+	d.mu.Lock()
+	data, err := msgpack.Marshal(&announcement{Type: annHeartbeat, Node: d.o.Node, Ver: d.ver})
+	if err == nil {
+		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
+	}
+	if err != nil || len(d.peers) == 0 {
+		d.mu.Unlock()
+		return
+	}
+	w := &waiter{ver: d.ver, need: make(map[string]struct{}, len(d.peers)), done: make(chan struct{})}
+	for n := range d.peers {
+		w.need[n] = struct{}{}
+	}
+	d.waiters[w] = struct{}{}
+	d.mu.Unlock()
+	t := time.NewTimer(d.o.Timeout)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	d.mu.Lock()
+	delete(d.waiters, w)
+	missing := len(w.need)
+	d.mu.Unlock()
+	if missing > 0 {
+		d.o.Logger.Warn("notifier: members did not confirm this node's arrival", "missing", missing)
 	}
 }
 

@@ -13,7 +13,7 @@
 //	notifier.node.<node>.dir                    request: stream that Notifier's registration table
 //	notifier.node.<node>.ack                    acknowledgements of that Notifier's announcements
 //	notifier.dir.ann.<node>                     announcements: heartbeat, changes, goodbye
-//	notifier.dir.members                        request (queue group): which Notifiers are on the bus
+//	_NOTIFIER.notifier.members                  request (queue group): which Notifiers are on the bus
 //
 // # Directory protocol
 //

@@ -52,8 +52,11 @@ func (s Subjects) Ann(node string) string { return s.Prefix + ".dir.ann." + node
 // AnnAll matches every node's announcements.
 func (s Subjects) AnnAll() string { return s.Prefix + ".dir.ann.*" }
 
-// Members is the queue-group subject answering with the member list.
-func (s Subjects) Members() string { return s.Prefix + ".dir.members" }
+// Members is the queue-group subject answering with the member list. It lies
+// outside "<prefix>.>" so that a `nats sub '<prefix>.>'` watcher, which
+// receives requests without answering them, cannot hide the "no responders"
+// answer that tells a joining node the bus is empty.
+func (s Subjects) Members() string { return "_NOTIFIER." + s.Prefix + ".members" }
 
 // NodeDir is the subject a node serves its table on.
 func (s Subjects) NodeDir(node string) string { return s.Prefix + ".node." + node + ".dir" }

@@ -109,9 +109,14 @@ func (d *Directory) onAck(m *nats.Msg) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed || a.Node == d.o.Node || !ValidName(a.Node) {
+		return
+	}
 	p := d.peers[a.Node]
 	if p == nil {
-		return
+		// A member we did not know answered our hello: learn it.
+		p = d.newPeerLocked(a.Node)
+		d.fetchLocked(a.Node, p)
 	}
 	p.seen = time.Now()
 	if a.Ver > p.acked {
@@ -221,6 +226,7 @@ func (d *Directory) sync(ctx context.Context) error {
 func (d *Directory) members(ctx context.Context) ([]string, error) {
 	deadline := time.Now().Add(d.o.Timeout)
 	try := d.o.Timeout / 4
+	empty := 0
 	for {
 		rctx, cancel := context.WithTimeout(ctx, try)
 		m, err := d.nc.RequestWithContext(rctx, d.o.Subjects.Members(), nil)
@@ -233,7 +239,20 @@ func (d *Directory) members(ctx context.Context) ([]string, error) {
 			}
 			return l.Nodes, nil
 		case errors.Is(err, nats.ErrNoResponders):
-			return nil, nil
+			// In a cluster, the members' interest may still be on its way
+			// to our server (it propagates asynchronously): ask again a few
+			// times over some tens of milliseconds before calling the bus empty.
+			if empty >= 5 || len(d.nc.Servers()) < 2 {
+				return nil, nil
+			}
+			empty++
+			t := time.NewTimer(time.Duration(1<<empty) * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("notifier: directory sync: %w", ctx.Err())
+			}
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("notifier: directory sync: %w", ctx.Err())
 		case time.Now().After(deadline):
