@@ -98,7 +98,9 @@ func Connect(urls string, opts ...Option) (*Notifier, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			o.logger.Warn("notifier: disconnected from NATS", "err", err)
+			if err != nil { // nil: the connection was closed on purpose
+				o.logger.Warn("notifier: disconnected from NATS", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			o.logger.Info("notifier: reconnected to NATS", "url", c.ConnectedUrlRedacted())
@@ -129,7 +131,7 @@ func Connect(urls string, opts ...Option) (*Notifier, error) {
 // default, and the Notifier cannot recover from a closed connection.
 func New(nc *nats.Conn, opts ...Option) (*Notifier, error) {
 	if nc == nil {
-		return nil, fmt.Errorf("%w: nil connection", errOption)
+		return nil, fmt.Errorf("%w: nil connection", ErrInvalidOption)
 	}
 	o, err := buildOptions(opts)
 	if err != nil {
@@ -156,7 +158,7 @@ func buildOptions(opts []Option) (options, error) {
 
 func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 	if nc.IsClosed() {
-		return nil, fmt.Errorf("%w: connection closed", errOption)
+		return nil, fmt.Errorf("%w: connection closed", ErrInvalidOption)
 	}
 	n := &Notifier{
 		nc:    nc,
@@ -210,6 +212,10 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		return nil, err
 	}
 	n.watchReconnects()
+	if err := nc.FlushWithContext(ctx); err != nil {
+		_ = n.Close()
+		return nil, fmt.Errorf("notifier: flush: %w", err)
+	}
 	return n, nil
 }
 

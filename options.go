@@ -56,7 +56,8 @@ func defaultOptions() options {
 	}
 }
 
-var errOption = errors.New("notifier: invalid option")
+// ErrInvalidOption reports an option with a value out of range.
+var ErrInvalidOption = errors.New("notifier: invalid option")
 
 // WithPrefix sets the first subject token(s) of every subject the Notifier
 // uses, so several independent buses can share one NATS system. Notifiers
@@ -64,7 +65,7 @@ var errOption = errors.New("notifier: invalid option")
 func WithPrefix(prefix string) Option {
 	return func(o *options) error {
 		if !bus.ValidPrefix(prefix) {
-			return fmt.Errorf("%w: prefix %q", errOption, prefix)
+			return fmt.Errorf("%w: prefix %q", ErrInvalidOption, prefix)
 		}
 		o.prefix = prefix
 		return nil
@@ -75,7 +76,7 @@ func WithPrefix(prefix string) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
-			return fmt.Errorf("%w: nil logger", errOption)
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 		}
 		o.logger = l
 		return nil
@@ -89,7 +90,7 @@ func WithLogger(l *slog.Logger) Option {
 func WithHeartbeat(d time.Duration) Option {
 	return func(o *options) error {
 		if d < time.Millisecond {
-			return fmt.Errorf("%w: heartbeat %v", errOption, d)
+			return fmt.Errorf("%w: heartbeat %v", ErrInvalidOption, d)
 		}
 		o.heartbeat = d
 		return nil
@@ -101,7 +102,7 @@ func WithHeartbeat(d time.Duration) Option {
 func WithRPCTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: rpc timeout %v", errOption, d)
+			return fmt.Errorf("%w: rpc timeout %v", ErrInvalidOption, d)
 		}
 		o.rpcTimeout = d
 		return nil
@@ -114,7 +115,7 @@ func WithRPCTimeout(d time.Duration) Option {
 func WithQueueSize(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
-			return fmt.Errorf("%w: queue size %d", errOption, n)
+			return fmt.Errorf("%w: queue size %d", ErrInvalidOption, n)
 		}
 		o.queueSize = n
 		return nil
@@ -126,7 +127,7 @@ func WithQueueSize(n int) Option {
 func WithConcurrency(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
-			return fmt.Errorf("%w: concurrency %d", errOption, n)
+			return fmt.Errorf("%w: concurrency %d", ErrInvalidOption, n)
 		}
 		o.concurrency = n
 		return nil
@@ -138,7 +139,7 @@ func WithConcurrency(n int) Option {
 func WithSyncTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: sync timeout %v", errOption, d)
+			return fmt.Errorf("%w: sync timeout %v", ErrInvalidOption, d)
 		}
 		o.syncTimeout = d
 		return nil
@@ -152,7 +153,7 @@ func WithSyncTimeout(d time.Duration) Option {
 func WithRegisterTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: register timeout %v", errOption, d)
+			return fmt.Errorf("%w: register timeout %v", ErrInvalidOption, d)
 		}
 		o.registerTimeout = d
 		return nil
@@ -164,7 +165,7 @@ func WithRegisterTimeout(d time.Duration) Option {
 func WithCloseTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: close timeout %v", errOption, d)
+			return fmt.Errorf("%w: close timeout %v", ErrInvalidOption, d)
 		}
 		o.closeTimeout = d
 		return nil
@@ -176,7 +177,7 @@ func WithCloseTimeout(d time.Duration) Option {
 func WithRandSource(src rand.Source) Option {
 	return func(o *options) error {
 		if src == nil {
-			return fmt.Errorf("%w: nil rand source", errOption)
+			return fmt.Errorf("%w: nil rand source", ErrInvalidOption)
 		}
 		var mu sync.Mutex
 		r := rand.New(src)

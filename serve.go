@@ -57,7 +57,10 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 	}
 	timeout := n.o.rpcTimeout
 	if f.Flags&bus.FlagTimeout != 0 {
+		// The handler's deadline is a little before the caller's, so that a
+		// handler giving up on ctx still gets its error to the caller in time.
 		timeout = time.Duration(f.Timeout) * time.Millisecond
+		timeout -= min(timeout/10, 50*time.Millisecond)
 	}
 	args := Args{data: body, json: f.Flags&bus.FlagJSON != 0}
 	for _, r := range regs {
@@ -92,7 +95,19 @@ func (n *Notifier) serve(r *localReg, reply string, total int, timeout time.Dura
 		case err != nil:
 			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
 		case isJSON:
-			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: "a JSON Args result cannot be returned"})
+			// Args that came in as JSON (from the gateway) go back as msgpack.
+			var x any
+			if err := (Args{data: b, json: true}).Decode(&x); err != nil {
+				kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
+				break
+			}
+			e2, b2, _, err := encodeArgs(jsonSafe(x))
+			if err != nil {
+				kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
+				break
+			}
+			defer e2.release()
+			kind, body = ReplyValue, b2
 		case n.checkSize(b) != nil:
 			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: n.checkSize(b).Error()})
 		default:

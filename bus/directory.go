@@ -144,6 +144,11 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 	}
 	d.addSub(sub)
 	d.hello(ctx)
+	// Until the server has our subscriptions a joiner would take the bus for
+	// empty, or miss our table: Join returns only once they are in.
+	if err := d.nc.FlushWithContext(ctx); err != nil {
+		return fail(fmt.Errorf("notifier: flush: %w", err))
+	}
 	d.wg.Add(1)
 	go d.loop()
 	return d, nil
@@ -310,7 +315,7 @@ func (d *Directory) dropLocked(node, why string) {
 		delete(w.need, node)
 		d.releaseLocked(w)
 	}
-	d.o.Logger.Info("notifier: peer dropped", "node", node, "reason", why)
+	d.o.Logger.Info("notifier: peer dropped", "peer", node, "reason", why)
 }
 
 func (d *Directory) releaseLocked(w *waiter) {
