@@ -97,14 +97,6 @@ func (c *connFlags) connect(cmd string, stderr io.Writer, log *slog.Logger, opts
 		}
 		return nil, err
 	}
-	// Until bus.Join flushes its last subscription (the member-list queue
-	// group), a Notifier that just joined may be invisible to the next
-	// joiner, which then takes the bus as empty for up to a heartbeat.
-	if err := n.Conn().FlushTimeout(connectTimeout); err != nil {
-		fmt.Fprintf(stderr, "notifier %s: flush: %v\n", cmd, err)
-		_ = n.Close()
-		return nil, err
-	}
 	return n, nil
 }
 
