@@ -315,10 +315,11 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 	t := cl.targets[idx]
 	if bus.IsNoResponders(m) {
 		drop = t.node
-		c.finishLocked(cl, t)
 		if t.flags&bus.FlagSlice != 0 {
+			// Draw again before finishing t, so the call stays open.
 			c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key.Node == t.node })
 		}
+		c.finishLocked(cl, t)
 		return
 	}
 	total, kind, body, err := bus.ParseReply(m.Data)

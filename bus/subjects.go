@@ -3,6 +3,8 @@ package bus
 import (
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultPrefix is the first subject token(s) of every subject the Notifier uses.
@@ -20,7 +22,24 @@ func ValidName(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c >= utf8.RuneSelf {
+			return validUnicode(s[i:])
+		}
 		if c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// validUnicode is ValidName's slow path for non-ASCII names: valid UTF-8
+// without Unicode white space or control characters.
+func validUnicode(s string) bool {
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError, unicode.IsSpace(r), unicode.IsControl(r):
+			return false
+		case r < utf8.RuneSelf && (r == '.' || r == '*' || r == '>'):
 			return false
 		}
 	}
