@@ -1,0 +1,208 @@
+package notifier_test
+
+import (
+	"bufio"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natsnotifier/notifier"
+)
+
+// note is one Notify call as a recorder saw it.
+type note struct {
+	Object string
+	ID     int64
+	Cmd    string
+	Args   notifier.Args
+}
+
+// recorder is a Subscriber that records every Notify call. It is safe for
+// concurrent use and always used by pointer (destinations are compared by
+// identity).
+type recorder struct {
+	mu    sync.Mutex
+	notes []note
+}
+
+var _ notifier.Subscriber = (*recorder)(nil)
+
+func (r *recorder) Notify(object string, id int64, cmd string, args notifier.Args) {
+	r.mu.Lock()
+	r.notes = append(r.notes, note{Object: object, ID: id, Cmd: cmd, Args: args})
+	r.mu.Unlock()
+}
+
+// Len returns how many notifications arrived.
+func (r *recorder) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.notes)
+}
+
+// Notes returns a copy of the notifications received so far.
+func (r *recorder) Notes() []note {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]note(nil), r.notes...)
+}
+
+// IDs returns the ids of the notifications received so far, in arrival order.
+func (r *recorder) IDs() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]int64, len(r.notes))
+	for i, n := range r.notes {
+		ids[i] = n.ID
+	}
+	return ids
+}
+
+// Count returns how many notifications with this id arrived.
+func (r *recorder) Count(id int64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := 0
+	for _, n := range r.notes {
+		if n.ID == id {
+			c++
+		}
+	}
+	return c
+}
+
+// Has reports whether a notification with this id arrived.
+func (r *recorder) Has(id int64) bool { return r.Count(id) > 0 }
+
+// waitLen waits until at least n notifications arrived, failing t after
+// timeout.
+func (r *recorder) waitLen(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() bool { return r.Len() >= n }, "recorder: want %d notifications", n)
+}
+
+// pollEvery is how often the polling helpers check their condition.
+const pollEvery = 2 * time.Millisecond
+
+// poll checks cond every few milliseconds until it holds or timeout passes,
+// and reports whether it held.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return cond()
+		}
+		<-tick.C
+	}
+}
+
+// eventually fails t if cond does not hold within timeout. what (a format
+// string with args) says what was awaited.
+func eventually(t testing.TB, timeout time.Duration, cond func() bool, what string, args ...any) {
+	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("not within %v: "+what, append([]any{timeout}, args...)...)
+	}
+}
+
+// connect connects a Notifier to url and closes it when t ends. It fails t
+// if Connect fails.
+func connect(t testing.TB, url string, opts ...notifier.Option) *notifier.Notifier {
+	t.Helper()
+	n, err := notifier.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// libFrames are the function-name prefixes of the library's packages. A
+// frame "github.com/natsnotifier/notifier_test.TestX" (the tests) does not
+// match them.
+var libFrames = []string{
+	"github.com/natsnotifier/notifier.",
+	"github.com/natsnotifier/notifier/bus.",
+	"github.com/natsnotifier/notifier/match.",
+}
+
+// checkNoLeaks fails t unless, within a few seconds, no goroutine runs code
+// of the library except those the tests started themselves. Call it after
+// every Notifier of the test is closed; do not use it in parallel tests.
+func checkNoLeaks(t testing.TB) {
+	t.Helper()
+	var leaked []string
+	ok := poll(5*time.Second, func() bool {
+		leaked = libGoroutines()
+		return len(leaked) == 0
+	})
+	if !ok {
+		t.Fatalf("%d goroutines of the library still running:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+	}
+}
+
+// libGoroutines returns the stacks of the goroutines that have a frame of
+// the library and were not started by a test or the testing package.
+func libGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var leaked []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if isLibGoroutine(g) {
+			leaked = append(leaked, g)
+		}
+	}
+	return leaked
+}
+
+func isLibGoroutine(stack string) bool {
+	lib := false
+	sc := bufio.NewScanner(strings.NewReader(stack))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "\t") || strings.HasPrefix(line, "goroutine ") {
+			continue // file:line, or the header
+		}
+		if creator, ok := strings.CutPrefix(line, "created by "); ok {
+			if strings.HasPrefix(creator, "testing.") || strings.HasPrefix(creator, "github.com/natsnotifier/notifier_test.") {
+				return false // the test's own goroutine
+			}
+		}
+		for _, p := range libFrames {
+			if strings.Contains(line, p) {
+				lib = true
+			}
+		}
+	}
+	return lib
+}
+
+// fmtIDs renders ids for failure messages, shortening long lists.
+func fmtIDs(ids []int64) string {
+	if len(ids) > 20 {
+		return fmt.Sprintf("%v ... (%d in all)", ids[:20], len(ids))
+	}
+	return fmt.Sprint(ids)
+}
+
+// lazyIDs prints a recorder's ids when formatted, for failure messages
+// built before the wait ends.
+type lazyIDs struct{ r *recorder }
+
+func (l lazyIDs) String() string { return fmtIDs(l.r.IDs()) }
