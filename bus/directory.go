@@ -51,6 +51,7 @@ type Directory struct {
 	own     map[uint64]Reg // this node's registrations
 	ver     uint64         // version of own
 	waiters map[*waiter]struct{}
+	leaving bool // Close began: goodbye sent
 	closed  bool
 
 	subs   []*nats.Subscription
@@ -338,14 +339,34 @@ func (d *Directory) Reconnected() {
 // close the connection.
 func (d *Directory) Close() {
 	d.mu.Lock()
-	if d.closed {
+	if d.closed || d.leaving {
 		d.mu.Unlock()
 		return
 	}
-	d.closed = true
+	d.leaving = true
+	// Goodbye, acknowledged by every peer: once they all dropped this node,
+	// none routes anything here, and nothing in flight is lost.
+	var w *waiter
+	data, err := msgpack.Marshal(&announcement{Type: annBye, Node: d.o.Node, Ver: d.ver})
+	if err == nil {
+		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
+	}
+	if err == nil && len(d.peers) > 0 && d.nc.IsConnected() {
+		w = &waiter{need: make(map[string]struct{}, len(d.peers)), done: make(chan struct{})}
+		for n := range d.peers {
+			w.need[n] = struct{}{}
+		}
+		d.waiters[w] = struct{}{}
+	}
 	d.mu.Unlock()
-	if data, err := msgpack.Marshal(&announcement{Type: annBye, Node: d.o.Node}); err == nil {
-		_ = d.nc.Publish(d.o.Subjects.Ann(d.o.Node), data)
+	if w != nil {
+		t := time.NewTimer(min(d.o.Timeout, time.Second))
+		select {
+		case <-w.done:
+		case <-t.C:
+			d.o.Logger.Warn("notifier: not every peer confirmed the goodbye")
+		}
+		t.Stop()
 	}
 	d.shutdown()
 }

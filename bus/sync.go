@@ -39,6 +39,9 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 	switch {
 	case a.Type == annBye:
 		d.dropLocked(a.Node, "goodbye")
+		if m.Reply != "" {
+			acks = append(acks, pendingAck{m.Reply, a.Ver})
+		}
 	case p == nil:
 		p = d.newPeerLocked(a.Node)
 		d.bufferLocked(p, &a, m.Reply)
@@ -113,6 +116,9 @@ func (d *Directory) onAck(m *nats.Msg) {
 		return
 	}
 	p := d.peers[a.Node]
+	if p == nil && d.leaving {
+		return
+	}
 	if p == nil {
 		// A member we did not know answered our hello: learn it.
 		p = d.newPeerLocked(a.Node)
