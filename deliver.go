@@ -25,9 +25,9 @@ type localReg struct {
 	removed atomic.Bool
 
 	mu      sync.Mutex // guards the queue
-	queue   []delivery // FIFO; head at queue[head]
-	head    int
-	running bool // a drain goroutine owns the queue
+	queue   []delivery // FIFO, at most queueSize waiting
+	spare   []delivery // an empty buffer to swap in when a batch is taken
+	running bool       // a drain goroutine owns the queue
 }
 
 type delivery struct {
@@ -47,7 +47,7 @@ func (r *localReg) wire() bus.Reg {
 func (r *localReg) remove() {
 	r.removed.Store(true)
 	r.mu.Lock()
-	r.queue, r.head = nil, 0
+	r.queue, r.spare = nil, nil
 	r.mu.Unlock()
 }
 
@@ -217,16 +217,10 @@ func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) 
 // Called with n.mu read-locked and n.closed false.
 func (n *Notifier) push(r *localReg, d delivery) {
 	r.mu.Lock()
-	if len(r.queue)-r.head >= r.queueSize {
+	if len(r.queue) >= r.queueSize {
 		r.mu.Unlock()
 		n.dropped("queue full", r)
 		return
-	}
-	if r.head > 0 && len(r.queue) == cap(r.queue) {
-		// Compact instead of growing.
-		k := copy(r.queue, r.queue[r.head:])
-		clear(r.queue[k:])
-		r.queue, r.head = r.queue[:k], 0
 	}
 	r.queue = append(r.queue, d)
 	start := !r.running
@@ -239,23 +233,29 @@ func (n *Notifier) push(r *localReg, d delivery) {
 }
 
 // drain calls r's Subscriber for each queued notification, one at a time.
+// It takes the whole queue at once, so the receiving goroutine and the
+// drain goroutine meet on the lock once per batch, not once per message.
 func (n *Notifier) drain(r *localReg) {
 	defer n.wg.Done()
+	var batch []delivery
 	for {
 		r.mu.Lock()
-		if r.head == len(r.queue) {
-			r.queue, r.head, r.running = r.queue[:0], 0, false
+		if batch != nil && cap(r.spare) == 0 {
+			r.spare = batch[:0] // reuse the buffer of the last batch
+		}
+		if len(r.queue) == 0 {
+			r.running = false
 			r.mu.Unlock()
 			return
 		}
-		d := r.queue[r.head]
-		r.queue[r.head] = delivery{}
-		r.head++
+		batch, r.queue, r.spare = r.queue, r.spare, nil
 		r.mu.Unlock()
-		if r.removed.Load() {
-			continue
+		for i := range batch {
+			if !r.removed.Load() {
+				n.notify(r, batch[i])
+			}
+			batch[i] = delivery{}
 		}
-		n.notify(r, d)
 	}
 }
 
