@@ -18,7 +18,7 @@ const (
 	DefaultPrefix          = bus.DefaultPrefix
 	DefaultHeartbeat       = bus.DefaultHeartbeat
 	DefaultRPCTimeout      = 5 * time.Second
-	DefaultQueueSize       = 1024
+	DefaultQueueSize       = 8192
 	DefaultConcurrency     = 64
 	DefaultSyncTimeout     = bus.DefaultTimeout
 	DefaultRegisterTimeout = 5 * time.Second
@@ -111,7 +111,7 @@ func WithRPCTimeout(d time.Duration) Option {
 
 // WithQueueSize bounds the notifications waiting for one registration's
 // Subscriber. When the queue is full, further notifications for it are
-// dropped, counted in Stats and logged. Default 1024.
+// dropped, counted in Stats and logged. Default 8192.
 func WithQueueSize(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
