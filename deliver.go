@@ -28,6 +28,10 @@ type localReg struct {
 	queue   []delivery // FIFO, at most queueSize waiting
 	spare   []delivery // an empty buffer to swap in when a batch is taken
 	running bool       // a drain goroutine owns the queue
+
+	// inflight counts the notifications of the batch being delivered that
+	// are not done yet: with the queue, they make the bound of WithQueueSize.
+	inflight atomic.Int32
 }
 
 type delivery struct {
@@ -217,7 +221,7 @@ func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) 
 // Called with n.mu read-locked and n.closed false.
 func (n *Notifier) push(r *localReg, d delivery) {
 	r.mu.Lock()
-	if len(r.queue) >= r.queueSize {
+	if len(r.queue)+int(r.inflight.Load()) >= r.queueSize {
 		r.mu.Unlock()
 		n.dropped("queue full", r)
 		return
@@ -249,12 +253,14 @@ func (n *Notifier) drain(r *localReg) {
 			return
 		}
 		batch, r.queue, r.spare = r.queue, r.spare, nil
+		r.inflight.Store(int32(len(batch)))
 		r.mu.Unlock()
 		for i := range batch {
 			if !r.removed.Load() {
 				n.notify(r, batch[i])
 			}
 			batch[i] = delivery{}
+			r.inflight.Add(-1)
 		}
 	}
 }

@@ -109,8 +109,8 @@ func WithRPCTimeout(d time.Duration) Option {
 	}
 }
 
-// WithQueueSize bounds the notifications waiting for one registration's
-// Subscriber. When the queue is full, further notifications for it are
+// WithQueueSize bounds the notifications waiting for, or being delivered to,
+// one registration's Subscriber. When the queue is full, further notifications for it are
 // dropped, counted in Stats and logged. Default 8192.
 func WithQueueSize(n int) Option {
 	return func(o *options) error {
