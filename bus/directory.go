@@ -133,7 +133,13 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		}
 		d.subs = append(d.subs, sub)
 	}
-	if err := d.nc.FlushWithContext(ctx); err != nil {
+	fctx := ctx
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	if err := d.nc.FlushWithContext(fctx); err != nil {
 		return fail(fmt.Errorf("notifier: flush: %w", err))
 	}
 	if err := d.sync(ctx); err != nil {
@@ -147,7 +153,7 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 	d.hello(ctx)
 	// Until the server has our subscriptions a joiner would take the bus for
 	// empty, or miss our table: Join returns only once they are in.
-	if err := d.nc.FlushWithContext(ctx); err != nil {
+	if err := d.nc.FlushWithContext(fctx); err != nil {
 		return fail(fmt.Errorf("notifier: flush: %w", err))
 	}
 	d.wg.Add(1)
@@ -347,12 +353,12 @@ func (d *Directory) Close() {
 	// Goodbye, acknowledged by every peer: once they all dropped this node,
 	// none routes anything here, and nothing in flight is lost.
 	var w *waiter
-	data, err := msgpack.Marshal(&announcement{Type: annBye, Node: d.o.Node, Ver: d.ver})
+	data, err := msgpack.Marshal(&announcement{Type: annBye, Node: d.o.Node, Ver: d.ver + 1})
 	if err == nil {
 		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
 	}
 	if err == nil && len(d.peers) > 0 && d.nc.IsConnected() {
-		w = &waiter{need: make(map[string]struct{}, len(d.peers)), done: make(chan struct{})}
+		w = &waiter{ver: d.ver + 1, need: make(map[string]struct{}, len(d.peers)), done: make(chan struct{})}
 		for n := range d.peers {
 			w.need[n] = struct{}{}
 		}
@@ -450,6 +456,10 @@ func (d *Directory) hello(ctx context.Context) {
 
 func (d *Directory) heartbeat() {
 	d.mu.RLock()
+	if d.leaving || d.closed {
+		d.mu.RUnlock()
+		return
+	}
 	data, err := msgpack.Marshal(&announcement{Type: annHeartbeat, Node: d.o.Node, Ver: d.ver})
 	d.mu.RUnlock()
 	if err == nil {

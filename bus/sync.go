@@ -31,7 +31,7 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 	}
 	var acks []pendingAck
 	d.mu.Lock()
-	if d.closed {
+	if d.closed || d.leaving {
 		d.mu.Unlock()
 		return
 	}
@@ -142,6 +142,10 @@ func (d *Directory) onTableRequest(m *nats.Msg) {
 		return
 	}
 	d.mu.RLock()
+	if d.leaving {
+		d.mu.RUnlock()
+		return
+	}
 	ver := d.ver
 	regs := make([]Reg, 0, len(d.own))
 	for _, r := range d.own {
@@ -208,8 +212,8 @@ func (d *Directory) sync(ctx context.Context) error {
 		p := d.peers[n]
 		if p == nil {
 			p = d.newPeerLocked(n)
-			d.fetchLocked(n, p)
 		}
+		d.fetchLocked(n, p)
 		if p.fetching {
 			wait = append(wait, p.fetched)
 		}
@@ -240,10 +244,15 @@ func (d *Directory) members(ctx context.Context) ([]string, error) {
 		switch {
 		case err == nil:
 			var l memberList
-			if err := msgpack.Unmarshal(m.Data, &l); err != nil {
-				return nil, fmt.Errorf("notifier: undecodable member list: %w", err)
+			uerr := msgpack.Unmarshal(m.Data, &l)
+			if uerr == nil {
+				return l.Nodes, nil
 			}
-			return l.Nodes, nil
+			// Not from a Notifier: ask again, another member may answer.
+			d.o.Logger.Warn("notifier: undecodable member list", "err", uerr)
+			if time.Now().After(deadline) {
+				return nil, nil
+			}
 		case errors.Is(err, nats.ErrNoResponders):
 			// In a cluster, the members' interest may still be on its way
 			// to our server (it propagates asynchronously): ask again a few
