@@ -1,0 +1,253 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/natsnotifier/notifier"
+)
+
+// heapAfterGC returns HeapAlloc after collecting garbage.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// totalAlloc returns the bytes allocated so far by the process.
+func totalAlloc() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
+}
+
+// settledHeap returns HeapAlloc once it stops moving: three readings 100 ms
+// apart within 1 % of each other, or the last reading after 10 s. Right
+// after joins and registrations the heap holds transient garbage and
+// in-flight table fetches of the peers (each a SubscribeSync with nats.go's
+// 64k-entry channel), which a single reading would count.
+func settledHeap() uint64 {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	var last []uint64
+	for {
+		h := heapAfterGC()
+		last = append(last, h)
+		if len(last) > 3 {
+			last = last[1:]
+		}
+		if len(last) == 3 {
+			lo, hi := min(last[0], last[1], last[2]), max(last[0], last[1], last[2])
+			if float64(hi-lo) <= 0.01*float64(hi) || time.Now().After(deadline) {
+				return h
+			}
+		}
+		<-tick.C
+	}
+}
+
+func parText(par, nodes int) string {
+	if par >= nodes {
+		return "all Notifiers at once (-scale-par 0)"
+	}
+	return fmt.Sprintf("%d Notifiers at a time (-scale-par)", par)
+}
+
+// closeAll closes ns concurrently.
+func closeAll(ns []*notifier.Notifier) {
+	var wg sync.WaitGroup
+	for _, n := range ns {
+		wg.Go(func() { _ = n.Close() })
+	}
+	wg.Wait()
+}
+
+// scaleReg makes registration k of node i: 80 % full Subscribe on an exact
+// id, 10 % Slice on a mask, 10 % RPCRegister on an exact id, spread over
+// five objects and three cmds.
+func scaleReg(n *notifier.Notifier, i, k int, sub notifier.Subscriber, resp notifier.Responder) error {
+	object := fmt.Sprintf("obj%d", k%5)
+	cmd := fmt.Sprintf("cmd%d", k%3)
+	id := int64(i)*100_000 + int64(k)
+	switch k % 10 {
+	case 8:
+		return n.Slice(object, notifier.Match{Mask: 0xff, Value: int64(k) & 0xff}, cmd, sub, 1)
+	case 9:
+		return n.RPCRegister(object, notifier.Exact(id), cmd, resp)
+	}
+	return n.Subscribe(object, notifier.Exact(id), cmd, sub)
+}
+
+func runScale(e *env) ([]Row, error) {
+	nodes, regs := e.cfg.scaleNodes, e.cfg.scaleRegs
+	prefix := e.unique("benchscale")
+	// Setup Notifiers wait as long as the O(N²) registration storm needs;
+	// the joiner measured below has the library defaults.
+	setup := notifier.WithRegisterTimeout(30 * time.Minute)
+
+	h0 := heapAfterGC()
+	a0 := totalAlloc()
+	t0 := time.Now()
+	var (
+		mu     sync.Mutex // guards ns against the guard's abort
+		ns     []*notifier.Notifier
+		regsOK atomic.Int64
+	)
+	abort := onceFunc(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		closeAll(ns) // pending registrations return ErrClosed
+	})
+	defer abort()
+	guard := startHeapGuard(e, e.cfg.maxHeap, abort, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf("%d Notifiers, %d/%d registrations confirmed", len(ns), regsOK.Load(), nodes*regs)
+	})
+	defer guard.Stop()
+	tripped := func() error {
+		if guard.tripped.Load() {
+			return fmt.Errorf("heap passed %s (-max-heap-mib) while building the bus: a finding, see the log", fmtBytes(float64(e.cfg.maxHeap)))
+		}
+		return nil
+	}
+	joins := make([]float64, 0, nodes)
+	for i := range nodes {
+		if err := tripped(); err != nil {
+			return nil, err
+		}
+		t := time.Now()
+		n, err := e.connectNotifier(prefix, setup)
+		if err != nil {
+			return nil, fmt.Errorf("setup node %d: %w", i, err)
+		}
+		joins = append(joins, float64(time.Since(t)))
+		mu.Lock()
+		ns = append(ns, n)
+		mu.Unlock()
+		if (i+1)%max(nodes/8, 1) == 0 {
+			e.logf("  node %d joined in %v", i+1, time.Since(t).Round(time.Microsecond))
+		}
+	}
+	connectDur := time.Since(t0)
+	a1 := totalAlloc()
+	h1 := settledHeap()
+	e.logf("  %d Notifiers joined in %v (heap +%s)", nodes, connectDur.Round(time.Millisecond), fmtBytes(float64(h1)-float64(h0)))
+
+	t1 := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, nodes)
+	par := e.cfg.scalePar
+	if par <= 0 {
+		par = nodes
+	}
+	slots := make(chan struct{}, par) // Notifiers registering at once
+	for i, n := range ns {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			sub, resp := &countSub{s: &sink{}}, &echoResponder{}
+			for k := range regs {
+				if err := scaleReg(n, i, k, sub, resp); err != nil {
+					errs[i] = fmt.Errorf("node %d registration %d: %w", i, k, err)
+					return
+				}
+				regsOK.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	regDur := time.Since(t1)
+	a2 := totalAlloc()
+	if err := tripped(); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	h2 := settledHeap()
+	total := nodes * regs
+	delta := float64(h2) - float64(h1)
+	perEntry := delta / float64(total*nodes)
+	e.logf("  %d×%d registrations in %v (heap +%s, %.0f B per directory entry)", nodes, regs, regDur.Round(time.Millisecond), fmtBytes(delta), perEntry)
+
+	// The joiner: Connect, register, then every other Notifier publishes to
+	// each of its registrations once and all must arrive.
+	js := &sink{}
+	r := js.arm(uint64(total))
+	a3 := totalAlloc()
+	start := time.Now()
+	j, err := e.connectNotifier(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("joiner: %w", err)
+	}
+	defer func() { _ = j.Close() }()
+	joinDur := time.Since(start)
+	dest := &countSub{s: js}
+	for k := range regs {
+		if err := j.Subscribe("join", notifier.Exact(int64(k)), "c", dest); err != nil {
+			return nil, fmt.Errorf("joiner registration %d: %w", k, err)
+		}
+	}
+	registeredDur := time.Since(start)
+	perrs := make([]error, nodes)
+	for i, n := range ns {
+		wg.Go(func() {
+			for k := range regs {
+				if err := n.Publish("join", int64(k), "c", e.payload); err != nil {
+					perrs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(perrs...); err != nil {
+		return nil, err
+	}
+	timedOut := r.wait(func() uint64 { return j.Stats().Dropped }, start.Add(e.cfg.timeout))
+	allDur := time.Unix(0, r.end.Load()).Sub(start)
+	got := r.got.Load()
+	a4 := totalAlloc()
+	e.logf("  joiner: connect %v, +%d registrations %v, all %d/%d routed %v", joinDur, regs, registeredDur, got, total, allDur)
+
+	join := Row{
+		Key: "scale", Name: fmt.Sprintf("scale %d×%d: new Notifier joins, registers %d, routed by all", nodes, regs, regs),
+		NotifierVal: allDur.Seconds(), RatioVal: allDur.Seconds(),
+		Target: 2, TargetKind: atMost, TargetText: "≤ 2 s",
+	}
+	join.Notifier, join.Raw, join.Ratio = fmtDur(allDur), "–", fmtDur(allDur)
+	join.Notes = fmt.Sprintf("Connect %s, %d registrations done at %s, %d/%d publishes from all %d others arrived; %s allocated meanwhile (process)",
+		fmtDur(joinDur), regs, fmtDur(registeredDur), got, total, nodes, fmtBytes(float64(a4-a3)))
+	if timedOut || got < uint64(total) {
+		join.Notes += fmt.Sprintf("; NOT ALL ARRIVED (dropped %d)", j.Stats().Dropped)
+		join.RatioVal = float64(e.cfg.timeout / time.Second) // fails the target
+	}
+	mem := Row{
+		Key: "scale", Name: fmt.Sprintf("scale %d×%d: heap per registration per directory", nodes, regs),
+		NotifierVal: perEntry, RatioVal: perEntry,
+		Target: 500, TargetKind: below, TargetText: "< 500 B",
+	}
+	mem.Notifier, mem.Raw, mem.Ratio = fmtBytes(perEntry), "–", fmtBytes(perEntry)
+	mem.Notes = fmt.Sprintf("heap +%s for %d registrations known by %d directories (%s per registration bus-wide, owners' local tables included)",
+		fmtBytes(delta), total, nodes, fmtBytes(delta/float64(total)))
+	setupRow := Row{
+		Key: "scale", Name: fmt.Sprintf("scale %d×%d: setup (finding, no target)", nodes, regs),
+		NotifierVal: (connectDur + regDur).Seconds(), RatioVal: (connectDur + regDur).Seconds(),
+	}
+	setupRow.Notifier, setupRow.Raw, setupRow.Ratio = fmtDur(connectDur+regDur), "–", "–"
+	setupRow.Notes = fmt.Sprintf("%d sequential Connects %s (median %s, last %s; %s allocated; empty Notifier %s heap each); "+
+		"%d×%d registrations, %s, %s (%.0f registrations/s, each confirmed by %d peers; %s allocated)",
+		nodes, fmtDur(connectDur), fmtDur(time.Duration(median(joins))), fmtDur(time.Duration(joins[len(joins)-1])),
+		fmtBytes(float64(a1-a0)), fmtBytes((float64(h1)-float64(h0))/float64(nodes)),
+		nodes, regs, parText(par, nodes), fmtDur(regDur), float64(total)/regDur.Seconds(), nodes-1, fmtBytes(float64(a2-a1)))
+	setupRow.Notes += fmt.Sprintf("; peak live heap %s", fmtBytes(float64(guard.peak.Load())))
+	return []Row{join, mem, setupRow}, nil
+}
