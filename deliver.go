@@ -2,9 +2,11 @@ package notifier
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
@@ -227,12 +229,19 @@ func (n *Notifier) push(r *localReg, d delivery) {
 		return
 	}
 	r.queue = append(r.queue, d)
+	backlog := len(r.queue)
 	start := !r.running
 	r.running = true
 	r.mu.Unlock()
 	if start {
 		n.wg.Add(1)
 		go n.drain(r)
+	}
+	if backlog >= 64 && backlog%64 == 0 {
+		// The receiving goroutine runs as long as NATS has messages for it;
+		// with few cores the drain goroutine would wait for a time slice
+		// while its queue fills up. Let it run.
+		runtime.Gosched()
 	}
 }
 
@@ -385,7 +394,9 @@ func (n *Notifier) send(b *sendBuf, node string, flags byte, slice uint64, objec
 	b.subj = append(b.subj, ".pub."...)
 	b.subj = bus.AppendAddr(b.subj, object, cmd, id)
 	b.frame = bus.AppendFrame(b.frame[:0], bus.Frame{Flags: flags, Slice: slice}, body)
-	if err := n.nc.Publish(string(b.subj), b.frame); err != nil {
+	// nats.go copies the subject into its buffer before Publish returns, so a
+	// string over b.subj, which is reused only after that, is safe.
+	if err := n.nc.Publish(unsafe.String(unsafe.SliceData(b.subj), len(b.subj)), b.frame); err != nil {
 		return fmt.Errorf("notifier: publish: %w", err)
 	}
 	return nil

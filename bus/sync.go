@@ -358,7 +358,10 @@ func compareU64(a, b uint64) int {
 // fetchTable requests node's table and collects the streamed parts.
 func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
 	inbox := d.nc.NewInbox()
-	sub, err := d.nc.SubscribeSync(inbox)
+	// A small channel: SubscribeSync would allocate nats.go's default 64k
+	// slots for the few parts of a table.
+	ch := make(chan *nats.Msg, 256)
+	sub, err := d.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -371,9 +374,11 @@ func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
 	var regs []Reg
 	var ver uint64
 	for got, parts := 0, 1; got < parts; got++ {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, 0, fmt.Errorf("notifier: fetch table of %s: %w", node, err)
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("notifier: fetch table of %s: %w", node, ctx.Err())
 		}
 		if IsNoResponders(m) {
 			return nil, 0, errGone
