@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -146,9 +147,7 @@ func (n *Notifier) onGatewayRPC(m *nats.Msg, skip int) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), n.o.rpcTimeout)
-		defer cancel()
-		results, err := n.rpc.do(ctx, object, id, cmd, body, isJSON)
+		results, err := n.rpc.do(context.Background(), time.Now().Add(n.o.rpcTimeout), object, id, cmd, body, isJSON)
 		n.gatewayReply(m.Reply, results, err)
 	}()
 }

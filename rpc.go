@@ -92,12 +92,7 @@ func (n *Notifier) RPC(ctx context.Context, object string, id int64, cmd string,
 	if err := n.checkSize(body); err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.o.rpcTimeout)
-		defer cancel()
-	}
-	return n.rpc.do(ctx, object, id, cmd, body, isJSON)
+	return n.rpc.do(ctx, n.deadline(ctx), object, id, cmd, body, isJSON)
 }
 
 // RPCs sends one RPC per id concurrently, with one shared deadline, and
@@ -125,18 +120,14 @@ func (n *Notifier) RPCs(ctx context.Context, object string, ids []int64, cmd str
 	if err := n.checkSize(body); err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.o.rpcTimeout)
-		defer cancel()
-	}
+	deadline := n.deadline(ctx)
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i], errs[i] = n.rpc.do(ctx, object, id, cmd, body, isJSON)
+			out[i], errs[i] = n.rpc.do(ctx, deadline, object, id, cmd, body, isJSON)
 		}()
 	}
 	wg.Wait()
@@ -187,9 +178,7 @@ func (n *Notifier) RPCCall(object string, id int64, cmd string, args any, source
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), n.o.rpcTimeout)
-		defer cancel()
-		results, err := n.rpc.do(ctx, object, id, cmd, body, isJSON)
+		results, err := n.rpc.do(context.Background(), time.Now().Add(n.o.rpcTimeout), object, id, cmd, body, isJSON)
 		if results == nil {
 			results = []Result{}
 		}
@@ -204,14 +193,22 @@ func (n *Notifier) RPCCall(object string, id int64, cmd string, args any, source
 	return nil
 }
 
-// do routes one RPC by the directory and gathers the replies.
-func (c *rpcClient) do(ctx context.Context, object string, id int64, cmd string, body []byte, isJSON bool) ([]Result, error) {
+// deadline is ctx's deadline, or WithRPCTimeout from now.
+func (n *Notifier) deadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(n.o.rpcTimeout)
+}
+
+// do routes one RPC by the directory and gathers the replies until
+// deadline, or until ctx ends.
+func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, id int64, cmd string, body []byte, isJSON bool) ([]Result, error) {
 	n := c.n
 	full, slices := n.dir.Lookup(bus.KindRPC, object, cmd, id, nil, nil)
 	if len(full) == 0 && len(slices) == 0 {
 		return nil, ErrNoResponders
 	}
-	deadline, _ := ctx.Deadline()
 	cl := &call{
 		object: object, cmd: cmd, rid: id,
 		body: body, json: isJSON, deadline: deadline,
@@ -256,9 +253,17 @@ func (c *rpcClient) do(ctx context.Context, object string, id int64, cmd string,
 	}
 	c.mu.Unlock()
 
+	var timeout <-chan time.Time
+	if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
 	var err error
 	select {
 	case <-cl.done:
+	case <-timeout:
+		err = ErrTimeout
 	case <-ctx.Done():
 		err = ctx.Err()
 		if errors.Is(err, context.DeadlineExceeded) {

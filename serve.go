@@ -76,8 +76,8 @@ func (n *Notifier) serve(r *localReg, reply string, total int, timeout time.Dura
 		<-n.sem
 		n.wg.Done()
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
+	ctx := newHandlerCtx(timeout)
+	defer ctx.cancel()
 	n.stats.rpcServed.Add(1)
 	v, err := n.callHandler(ctx, r, object, id, cmd, args)
 	kind, body := ReplyNone, []byte(nil)
