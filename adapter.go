@@ -64,6 +64,7 @@ type Notifier struct {
 	byID   map[uint64]*localReg
 	byKey  map[regKey]*localReg
 	nextID uint64
+	fans   map[fanKey]*fanSub // fan-out subscriptions of broadcast registrations
 
 	subs []*nats.Subscription
 	sem  chan struct{} // RPC handler slots, sized by WithConcurrency
@@ -170,6 +171,7 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		rand:  randFunc(o.rand),
 		byID:  make(map[uint64]*localReg),
 		byKey: make(map[regKey]*localReg),
+		fans:  make(map[fanKey]*fanSub),
 		sem:   make(chan struct{}, o.concurrency),
 	}
 	for k := range n.local {
@@ -259,6 +261,11 @@ func (n *Notifier) Close() error {
 	var errs []error
 	n.dir.Close() // goodbye: peers stop routing here
 	_ = n.svc.Stop()
+	n.mu.Lock()
+	for _, f := range n.fans {
+		n.subs = append(n.subs, f.sub)
+	}
+	n.mu.Unlock()
 	if err := n.drainData(deadline); err != nil {
 		errs = append(errs, err)
 	}
@@ -356,6 +363,16 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 		n.mu.Unlock()
 		return nil // already registered just so
 	}
+	wasBroadcast := r != nil && r.broadcast()
+	nowBroadcast := kind == bus.KindPub && !slice && isBroadcast(id.pattern())
+	if nowBroadcast && !wasBroadcast {
+		if err := n.fanRefLocked(object, cmd, 1); err != nil {
+			n.mu.Unlock()
+			return err
+		}
+	} else if wasBroadcast && !nowBroadcast {
+		_ = n.fanRefLocked(object, cmd, -1)
+	}
 	if r == nil {
 		n.nextID++
 		r = &localReg{id: n.nextID, key: key, queueSize: n.o.queueSize}
@@ -435,6 +452,9 @@ func (n *Notifier) unregisterAll(kind bus.Kind, dest any) error {
 }
 
 func (n *Notifier) removeLocked(r *localReg) {
+	if r.broadcast() {
+		_ = n.fanRefLocked(r.key.object, r.key.cmd, -1)
+	}
 	delete(n.byKey, r.key)
 	delete(n.byID, r.id)
 	n.local[r.key.kind].Delete(r)

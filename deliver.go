@@ -50,6 +50,12 @@ func (r *localReg) wire() bus.Reg {
 	}
 }
 
+// broadcast reports whether r is reached through the fan-out subject.
+// Called with Notifier.mu held.
+func (r *localReg) broadcast() bool {
+	return r.key.kind == bus.KindPub && !r.slice && isBroadcast(r.key.pattern.pattern())
+}
+
 func (r *localReg) remove() {
 	r.removed.Store(true)
 	r.mu.Lock()
@@ -151,6 +157,45 @@ func (n *Notifier) drainData(deadline time.Time) error {
 	return nil
 }
 
+// fanKey names the fan-out subject of an (object, cmd).
+type fanKey struct{ object, cmd string }
+
+// fanSub is this Notifier's subscription to one fan-out subject, shared by
+// its broadcast registrations of that (object, cmd).
+type fanSub struct {
+	sub  *nats.Subscription
+	refs int
+}
+
+// fanRefLocked adds delta to the broadcast registrations of (object, cmd),
+// subscribing to the fan-out subject on the first and unsubscribing after the
+// last. The subscription is made before the registration is announced, so
+// it reaches every server before any peer routes to it. Called with n.mu
+// locked.
+func (n *Notifier) fanRefLocked(object, cmd string, delta int) error {
+	k := fanKey{object, cmd}
+	f := n.fans[k]
+	if f == nil {
+		if delta < 0 {
+			return nil
+		}
+		prefix := n.subj.Fan()
+		sub, err := n.nc.Subscribe(prefix+object+"."+cmd+".*", func(m *nats.Msg) { n.onPub(m, len(prefix)) })
+		if err != nil {
+			return fmt.Errorf("notifier: subscribe: %w", err)
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		f = &fanSub{sub: sub}
+		n.fans[k] = f
+	}
+	f.refs += delta
+	if f.refs <= 0 {
+		_ = f.sub.Unsubscribe()
+		delete(n.fans, k)
+	}
+	return nil
+}
+
 // onPub handles a publish routed to this Notifier.
 func (n *Notifier) onPub(m *nats.Msg, skip int) {
 	object, cmd, id, ok := bus.ParseAddr(m.Subject[skip:])
@@ -180,11 +225,19 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 		n.dropped("closed", nil)
 		return
 	}
-	if flags&bus.FlagFull != 0 {
+	if flags&(bus.FlagFull|bus.FlagBroadcast) != 0 {
 		bp := entryPool.Get().(*[]match.Entry[*localReg])
 		full, _ := n.local[bus.KindPub].Lookup(object, cmd, id, (*bp)[:0], nil)
 		for _, e := range full {
-			n.push(e.Key, d)
+			// A message reaches either the broadcast registrations (from
+			// the fan-out subject) or the others (from the node subject).
+			want := bus.FlagFull
+			if isBroadcast(e.Pattern) {
+				want = bus.FlagBroadcast
+			}
+			if flags&want != 0 {
+				n.push(e.Key, d)
+			}
 		}
 		clear(full)
 		*bp = full[:0]
@@ -213,7 +266,7 @@ func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) 
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.publish(object, id, cmd, args.data, args.json, false, bus.FlagForwarded); err != nil {
+		if err := n.publish(object, id, cmd, args.data, args.json, false, true, bus.FlagForwarded); err != nil {
 			n.dropped("reroute failed: "+err.Error(), nil)
 		}
 	}()
@@ -304,7 +357,7 @@ func (n *Notifier) Publish(object string, id int64, cmd string, args any) error 
 	if err := n.checkSize(body); err != nil {
 		return err
 	}
-	return n.publish(object, id, cmd, body, isJSON, true, 0)
+	return n.publish(object, id, cmd, body, isJSON, true, false, 0)
 }
 
 func (n *Notifier) checkSize(body []byte) error {
@@ -328,8 +381,15 @@ type sendBuf struct {
 }
 
 // publish routes one notification by the directory. extra is or'ed into the
-// frame flags.
-func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJSON, count bool, extra byte) error {
+// frame flags. With sliceOnly, only a slice is drawn (a re-route).
+//
+// Full registrations that match every id (Match{}) are reached with one
+// message on the shared subject <prefix>.fan.<object>.<cmd>.<id>, which
+// every Notifier holding such a registration listens to, so the NATS server
+// does the fan-out. The others get one message per Notifier on its node
+// subject. Each registration is always reached by the same one of the two
+// paths, so per-registration order holds.
+func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJSON, count, sliceOnly bool, extra byte) error {
 	b := sendBufs.Get().(*sendBuf)
 	defer sendBufs.Put(b)
 	full, slices := n.dir.Lookup(bus.KindPub, object, cmd, id, b.full[:0], b.slices[:0])
@@ -349,6 +409,26 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 	if count {
 		n.stats.published.Add(1)
 	}
+	if sliceOnly {
+		full = full[:0]
+	}
+	// Keep the per-node full registrations; note the broadcast ones.
+	broadcast := false
+	k := 0
+	for _, e := range full {
+		if isBroadcast(e.Pattern) {
+			broadcast = true
+			continue
+		}
+		full[k] = e
+		k++
+	}
+	full = full[:k]
+	if broadcast {
+		if err := n.sendFan(b, flagsBase|bus.FlagBroadcast, object, cmd, id, body); err != nil {
+			return err
+		}
+	}
 	// One message per node: the full flag covers all its full registrations.
 	sliceSent := pick.Node == ""
 	for i, e := range full {
@@ -367,6 +447,22 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 	}
 	if !sliceSent {
 		return n.send(b, pick.Node, flagsBase|bus.FlagSlice, pick.ID, object, cmd, id, body)
+	}
+	return nil
+}
+
+// isBroadcast reports whether a full registration with pattern p is reached
+// through the shared fan-out subject: it matches every id.
+func isBroadcast(p match.Pattern) bool { return p == match.Pattern{} }
+
+// sendFan publishes on the shared fan-out subject of (object, cmd).
+func (n *Notifier) sendFan(b *sendBuf, flags byte, object, cmd string, id int64, body []byte) error {
+	b.subj = append(b.subj[:0], n.subj.Prefix...)
+	b.subj = append(b.subj, ".fan."...)
+	b.subj = bus.AppendAddr(b.subj, object, cmd, id)
+	b.frame = bus.AppendFrame(b.frame[:0], bus.Frame{Flags: flags}, body)
+	if err := n.nc.Publish(unsafe.String(unsafe.SliceData(b.subj), len(b.subj)), b.frame); err != nil {
+		return fmt.Errorf("notifier: publish: %w", err)
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func (n *Notifier) onGatewayPub(m *nats.Msg, skip int) {
 		n.log.Warn("notifier: gateway publish rejected", "subject", m.Subject, "err", err)
 		return
 	}
-	if err := n.publish(object, id, cmd, body, isJSON, true, 0); err != nil {
+	if err := n.publish(object, id, cmd, body, isJSON, true, false, 0); err != nil {
 		n.log.Warn("notifier: gateway publish failed", "subject", m.Subject, "err", err)
 	}
 }

@@ -9,6 +9,7 @@
 //	notifier.pub.<object>.<cmd>.<id>            gateway publish from any NATS client (queue group)
 //	notifier.rpc.<object>.<cmd>.<id>            gateway RPC from any NATS client (queue group)
 //	notifier.node.<node>.pub.<object>.<cmd>.<id> a publish routed to one Notifier
+//	notifier.fan.<object>.<cmd>.<id>            a publish to every full registration for all ids (Match{})
 //	notifier.node.<node>.rpc.<object>.<cmd>.<id> an RPC routed to one Notifier
 //	notifier.node.<node>.dir                    request: stream that Notifier's registration table
 //	notifier.node.<node>.ack                    acknowledgements of that Notifier's announcements

@@ -99,11 +99,12 @@ type memberList struct {
 
 // Frame flags, the first byte of a routed data message.
 const (
-	FlagFull      byte = 1 << iota // deliver to every matching full registration of the node
+	FlagFull      byte = 1 << iota // deliver to the node's matching full registrations, but those for all ids
 	FlagSlice                      // deliver to the slice registration whose ID follows
 	FlagJSON                       // the body is JSON, not msgpack
 	FlagForwarded                  // re-routed once already; never re-route again
 	FlagTimeout                    // an RPC: the caller's remaining milliseconds follow
+	FlagBroadcast                  // deliver to every matching full registration for all ids (Match{}): the fan-out subject
 )
 
 // ErrBadFrame reports a routed message that cannot be parsed.

@@ -89,6 +89,11 @@ func (s Subjects) NodeData(node string, k Kind) string {
 	return s.Prefix + ".node." + node + "." + k.String() + "."
 }
 
+// Fan is the prefix, ending in '.', of the fan-out subjects
+// "<prefix>.fan.<object>.<cmd>.<id>" that reach every full registration for
+// all ids of an (object, cmd).
+func (s Subjects) Fan() string { return s.Prefix + ".fan." }
+
 // Gateway is the prefix, ending in '.', of the gateway subjects for kind:
 // "<prefix>.pub." or "<prefix>.rpc.".
 func (s Subjects) Gateway(k Kind) string { return s.Prefix + "." + k.String() + "." }

@@ -209,6 +209,7 @@ func TestSubjectsLayout(t *testing.T) {
 	}{
 		{Subjects{DefaultPrefix}.Gateway(KindPub), "notifier.pub."},
 		{Subjects{DefaultPrefix}.Gateway(KindRPC), "notifier.rpc."},
+		{Subjects{DefaultPrefix}.Fan(), "notifier.fan."},
 		{addr(Subjects{DefaultPrefix}.Gateway(KindPub)), "notifier.pub.obj.cmd.-7"},
 		{addr(Subjects{DefaultPrefix}.Gateway(KindRPC)), "notifier.rpc.obj.cmd.-7"},
 		{Subjects{DefaultPrefix}.NodeData("n1", KindPub), "notifier.node.n1.pub."},
@@ -260,6 +261,7 @@ func TestSubjectsMatchDoc(t *testing.T) {
 		addr(s.Gateway(KindRPC)),
 		addr(s.NodeData("N1", KindPub)),
 		addr(s.NodeData("N1", KindRPC)),
+		addr(s.Fan()),
 		s.NodeDir("N1"),
 		s.NodeAck("N1"),
 		s.Ann("N1"),
