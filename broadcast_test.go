@@ -146,3 +146,37 @@ func TestBroadcastSubjectVisible(t *testing.T) {
 	_ = b.Close()
 	checkNoLeaks(t)
 }
+
+// A slice notification that reaches a Notifier after its slice registration
+// left is drawn again among the remaining slices, and only a slice gets it:
+// the full registrations had their copy already.
+func TestRerouteDrawsOnlyASlice(t *testing.T) {
+	s := testenv.Run(t)
+	b, c := connect(t, s.URL()), connect(t, s.URL())
+	fullB, fullAll, sliceC := &recorder{}, &recorder{}, &recorder{}
+	for _, err := range []error{
+		b.Subscribe("rr", notifier.Exact(1), "c", fullB),
+		c.Subscribe("rr", notifier.Match{}, "c", fullAll),
+		c.Slice("rr", notifier.Match{}, "c", sliceC, 1),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What a peer with a stale directory sends: "deliver to your slice
+	// 999", which B does not have (flags FlagSlice, uvarint 999, msgpack nil).
+	raw := testenv.Connect(t, s.URL())
+	frame := []byte{2, 0xe7, 0x07, 0xc0}
+	if err := raw.Publish("notifier.node."+b.Node()+".pub.rr.c.1", frame); err != nil {
+		t.Fatal(err)
+	}
+	sliceC.waitLen(t, 1, deliveryTimeout)
+	pubFlush(t, b, c)
+	pubFlush(t, c, b)
+	if fullB.Len() != 0 || fullAll.Len() != 0 {
+		t.Errorf("re-routed slice notification reached full registrations: %d + %d, want 0", fullB.Len(), fullAll.Len())
+	}
+	if sliceC.Len() != 1 {
+		t.Errorf("slice got %d, want 1", sliceC.Len())
+	}
+}
