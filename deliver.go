@@ -357,6 +357,9 @@ func (n *Notifier) Publish(object string, id int64, cmd string, args any) error 
 	if err := n.checkSize(body); err != nil {
 		return err
 	}
+	if n.nc.IsClosed() {
+		return fmt.Errorf("notifier: publish: %w", nats.ErrConnectionClosed)
+	}
 	return n.publish(object, id, cmd, body, isJSON, true, false, 0)
 }
 
