@@ -20,8 +20,11 @@
 // directory of every registration on the bus (package bus) and routes each
 // message itself: the sender matches the directory, draws the slice, and
 // sends one message to each chosen Notifier on
-// <prefix>.node.<node>.pub.<object>.<cmd>.<id>. The receiver checks its own
-// registrations again and calls the destinations. Messages from the nats CLI
+// <prefix>.node.<node>.pub.<object>.<cmd>.<id>. Full registrations for every
+// id (Match{}) are reached instead by one message on the shared subject
+// <prefix>.fan.<object>.<cmd>.<id>, which the NATS server fans out to every
+// Notifier holding one. The receiver checks its own registrations again and
+// calls the destinations. Messages from the nats CLI
 // or other languages enter through the gateway subjects
 // <prefix>.pub.<object>.<cmd>.<id> and <prefix>.rpc.<object>.<cmd>.<id>.
 //
