@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
@@ -23,9 +24,11 @@ type rpcClient struct {
 	prefix string // "<inbox>."
 	sub    *nats.Subscription
 
-	mu    sync.Mutex // guards calls and every call's state
+	mu    sync.Mutex // guards calls, every call's state, and the buffers
 	next  uint64
 	calls map[uint64]*call
+	buf   []byte // subjects of the request being sent
+	frame []byte // frame of the request being sent
 }
 
 // call is one RPC in flight.
@@ -290,10 +293,23 @@ func (c *rpcClient) sendLocked(cl *call, i int, t *target) error {
 	if ms < 1 {
 		ms = 1
 	}
-	subj := n.subj.NodeData(t.node, bus.KindRPC) + string(bus.AppendAddr(nil, cl.object, cl.cmd, cl.rid))
-	reply := c.prefix + strconv.FormatUint(cl.id, 10) + "." + strconv.Itoa(i)
-	data := bus.AppendFrame(nil, bus.Frame{Flags: t.flags, Slice: t.slice, Timeout: uint64(ms)}, cl.body)
-	if err := n.nc.PublishMsg(&nats.Msg{Subject: subj, Reply: reply, Data: data}); err != nil {
+	// Subject, reply subject and frame are built in buffers reused under
+	// c.mu: nats.go copies them before PublishRequest returns.
+	b := append(c.buf[:0], n.subj.Prefix...)
+	b = append(b, ".node."...)
+	b = append(b, t.node...)
+	b = append(b, ".rpc."...)
+	b = bus.AppendAddr(b, cl.object, cl.cmd, cl.rid)
+	end := len(b)
+	b = append(b, c.prefix...)
+	b = strconv.AppendUint(b, cl.id, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(i), 10)
+	c.buf = b
+	c.frame = bus.AppendFrame(c.frame[:0], bus.Frame{Flags: t.flags, Slice: t.slice, Timeout: uint64(ms)}, cl.body)
+	subj := unsafe.String(unsafe.SliceData(b), end)
+	reply := unsafe.String(unsafe.SliceData(b[end:]), len(b)-end)
+	if err := n.nc.PublishRequest(subj, reply, c.frame); err != nil {
 		return fmt.Errorf("notifier: rpc: %w", err)
 	}
 	return nil
