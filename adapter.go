@@ -354,7 +354,9 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 	}
 	key := regKey{kind: kind, object: object, cmd: cmd, pattern: id, dest: dest}
 	n.mu.Lock()
-	if n.closed {
+	// Close sets closing before it collects the fan-out subscriptions under
+	// n.mu: a registration that gets the lock later must not add one.
+	if n.closed || n.closing.Load() {
 		n.mu.Unlock()
 		return ErrClosed
 	}

@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -266,7 +267,10 @@ func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) 
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.publish(object, id, cmd, args.data, args.json, false, true, bus.FlagForwarded); err != nil {
+		switch err := n.publish(object, id, cmd, args.data, args.json, false, true, bus.FlagForwarded); {
+		case errors.Is(err, errNoSlice):
+			n.dropped("slice registration gone, no other slice left", nil)
+		case err != nil:
 			n.dropped("reroute failed: "+err.Error(), nil)
 		}
 	}()
@@ -413,6 +417,9 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 		n.stats.published.Add(1)
 	}
 	if sliceOnly {
+		if pick.Node == "" {
+			return errNoSlice
+		}
 		full = full[:0]
 	}
 	// Keep the per-node full registrations; note the broadcast ones.
@@ -453,6 +460,9 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 	}
 	return nil
 }
+
+// errNoSlice: a re-route found no slice to draw.
+var errNoSlice = errors.New("notifier: no slice")
 
 // isBroadcast reports whether a full registration with pattern p is reached
 // through the shared fan-out subject: it matches every id.

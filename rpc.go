@@ -24,11 +24,12 @@ type rpcClient struct {
 	prefix string // "<inbox>."
 	sub    *nats.Subscription
 
-	mu    sync.Mutex // guards calls, every call's state, and the buffers
-	next  uint64
-	calls map[uint64]*call
-	buf   []byte // subjects of the request being sent
-	frame []byte // frame of the request being sent
+	mu     sync.Mutex // guards calls, every call's state, and the buffers
+	closed bool
+	next   uint64
+	calls  map[uint64]*call
+	buf    []byte // subjects of the request being sent
+	frame  []byte // frame of the request being sent
 }
 
 // call is one RPC in flight.
@@ -44,6 +45,8 @@ type call struct {
 	results     []Result
 	open        int  // targets still to answer
 	answered    bool // some registration existed at a responder
+	ended       bool // done is closed
+	aborted     bool // ended by Close
 	done        chan struct{}
 }
 
@@ -68,8 +71,21 @@ func newRPCClient(n *Notifier) (*rpcClient, error) {
 	return c, nil
 }
 
+// close ends the calls in flight with ErrClosed and stops the inbox.
 func (c *rpcClient) close() {
-	if c != nil && c.sub != nil {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.closed = true
+	for _, cl := range c.calls {
+		if !cl.ended {
+			cl.ended, cl.aborted = true, true
+			close(cl.done)
+		}
+	}
+	c.mu.Unlock()
+	if c.sub != nil {
 		_ = c.sub.Unsubscribe()
 	}
 }
@@ -244,6 +260,10 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 	cl.open = len(cl.targets)
 
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
 	c.next++
 	cl.id = c.next
 	c.calls[cl.id] = cl
@@ -277,6 +297,9 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 	}
 	c.mu.Lock()
 	delete(c.calls, cl.id)
+	if cl.aborted {
+		err = ErrClosed
+	}
 	results, answered := cl.results, cl.answered
 	cl.results = nil // late replies are dropped: the call is gone from c.calls
 	c.mu.Unlock()
@@ -361,6 +384,8 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 		cl.results = append(cl.results, Result{Err: decodeRemoteError(body)})
 	case ReplyNone:
 		cl.answered = true
+	case bus.ReplyNothing:
+		// The registration left that Notifier: not an answer.
 	case bus.ReplyGone:
 		ref := bus.RegRef{Node: t.node, ID: t.slice}
 		c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key == ref })
@@ -380,7 +405,8 @@ const (
 func (c *rpcClient) finishLocked(cl *call, t *target) {
 	t.done = true
 	cl.open--
-	if cl.open == 0 {
+	if cl.open == 0 && !cl.ended {
+		cl.ended = true
 		close(cl.done)
 	}
 }

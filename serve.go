@@ -52,7 +52,7 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		n.reply(m.Reply, total, bus.ReplyGone, nil)
 	}
 	if total == 0 {
-		n.reply(m.Reply, 1, ReplyNone, nil)
+		n.reply(m.Reply, 1, bus.ReplyNothing, nil)
 		return
 	}
 	timeout := n.o.rpcTimeout
@@ -63,9 +63,15 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		timeout -= min(timeout/10, 50*time.Millisecond)
 	}
 	args := Args{data: body, json: f.Flags&bus.FlagJSON != 0}
+	n.mu.RLock()
+	if n.closed {
+		n.mu.RUnlock()
+		return
+	}
+	n.wg.Add(len(regs)) // before a slot is waited for: Close waits for them
+	n.mu.RUnlock()
 	for _, r := range regs {
 		n.sem <- struct{}{} // blocks this subscription while every slot is busy
-		n.wg.Add(1)
 		go n.serve(r, m.Reply, total, timeout, object, id, cmd, args)
 	}
 }

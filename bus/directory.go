@@ -151,6 +151,9 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 	}
 	d.addSub(sub)
 	d.hello(ctx)
+	// Members first heard of meanwhile (joining at the same time) are being
+	// fetched: the bus is known only once they are in.
+	d.waitFetches(ctx)
 	// Until the server has our subscriptions a joiner would take the bus for
 	// empty, or miss our table: Join returns only once they are in.
 	if err := d.nc.FlushWithContext(fctx); err != nil {
@@ -451,6 +454,25 @@ func (d *Directory) hello(ctx context.Context) {
 	d.mu.Unlock()
 	if missing > 0 {
 		d.o.Logger.Warn("notifier: members did not confirm this node's arrival", "missing", missing)
+	}
+}
+
+// waitFetches waits until the table fetches in flight have ended, or ctx.
+func (d *Directory) waitFetches(ctx context.Context) {
+	d.mu.RLock()
+	var wait []chan struct{}
+	for _, p := range d.peers {
+		if p.fetching {
+			wait = append(wait, p.fetched)
+		}
+	}
+	d.mu.RUnlock()
+	for _, c := range wait {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

@@ -158,10 +158,11 @@ func ParseFrame(p []byte) (f Frame, body []byte, err error) {
 
 // Reply kinds, in a routed RPC reply.
 const (
-	ReplyNone  byte = iota // the handler had nothing to say (nil, nil) or nothing matched
-	ReplyValue             // the body is the msgpack-encoded return value
-	ReplyError             // the body is a msgpack-encoded RemoteError (code, message)
-	ReplyGone              // the requested slice registration is no longer here
+	ReplyNone    byte = iota // the handler had nothing to say (nil, nil) or nothing matched
+	ReplyValue               // the body is the msgpack-encoded return value
+	ReplyError               // the body is a msgpack-encoded RemoteError (code, message)
+	ReplyGone                // the requested slice registration is no longer here
+	ReplyNothing             // no registration here matches any more
 )
 
 // AppendReply appends one routed RPC reply: the number of replies the node
