@@ -294,7 +294,7 @@ func (n *Notifier) push(r *localReg, d delivery) {
 		n.wg.Add(1)
 		go n.drain(r)
 	}
-	if backlog >= 64 && backlog%64 == 0 {
+	if backlog >= 64 && (backlog%64 == 0 || backlog > r.queueSize/2) {
 		// The receiving goroutine runs as long as NATS has messages for it;
 		// with few cores the drain goroutine would wait for a time slice
 		// while its queue fills up. Let it run.
