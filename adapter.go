@@ -67,10 +67,13 @@ type Notifier struct {
 	fans   map[fanKey]*fanSub // fan-out subscriptions of broadcast registrations
 
 	subs []*nats.Subscription
-	sem  chan struct{} // RPC handler slots, sized by WithConcurrency
-	wg   sync.WaitGroup
-	rpc  *rpcClient
-	svc  micro.Service // service discovery
+	sem  chan struct{} // RPC handler goroutines running, at most WithConcurrency
+	jobs chan rpcJob   // hands a call to an idle handler goroutine; unbuffered
+
+	stopWorkers chan struct{} // closed by Close once no call can arrive
+	wg          sync.WaitGroup
+	rpc         *rpcClient
+	svc         micro.Service // service discovery
 
 	stats counters
 }
@@ -173,6 +176,9 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		byKey: make(map[regKey]*localReg),
 		fans:  make(map[fanKey]*fanSub),
 		sem:   make(chan struct{}, o.concurrency),
+		jobs:  make(chan rpcJob),
+
+		stopWorkers: make(chan struct{}),
 	}
 	for k := range n.local {
 		n.local[k] = match.NewTable[*localReg]()
@@ -272,6 +278,7 @@ func (n *Notifier) Close() error {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
+	close(n.stopWorkers) // idle handler goroutines end; busy ones finish first
 	if err := waitGroup(&n.wg, deadline); err != nil {
 		errs = append(errs, fmt.Errorf("notifier: close: handlers still running: %w", err))
 	}

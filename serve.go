@@ -68,20 +68,71 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		n.mu.RUnlock()
 		return
 	}
-	n.wg.Add(len(regs)) // before a slot is waited for: Close waits for them
 	n.mu.RUnlock()
 	for _, r := range regs {
-		n.sem <- struct{}{} // blocks this subscription while every slot is busy
-		go n.serve(r, m.Reply, total, timeout, object, id, cmd, args)
+		n.dispatch(rpcJob{r: r, reply: m.Reply, total: total, timeout: timeout, object: object, id: id, cmd: cmd, args: args})
 	}
 }
 
-// serve runs one handler and sends its reply.
-func (n *Notifier) serve(r *localReg, reply string, total int, timeout time.Duration, object string, id int64, cmd string, args Args) {
+// rpcJob is one handler call to make.
+type rpcJob struct {
+	r           *localReg
+	reply       string
+	total       int
+	timeout     time.Duration
+	object, cmd string
+	id          int64
+	args        Args
+}
+
+// workerIdle is how long an idle handler goroutine waits for more work
+// before it ends: long enough to serve a steady stream of calls without
+// starting a goroutine (and growing its stack) for each.
+const workerIdle = 100 * time.Millisecond
+
+// dispatch hands j to an idle handler goroutine, or starts one while fewer
+// than WithConcurrency run; otherwise it waits for one to be free, which
+// holds back this Notifier's RPC subscription. Called only from that
+// subscription's callback, while the Notifier is not closed.
+func (n *Notifier) dispatch(j rpcJob) {
+	select {
+	case n.jobs <- j:
+		return
+	default:
+	}
+	select {
+	case n.sem <- struct{}{}:
+		n.wg.Add(1)
+		go n.worker(j)
+	case n.jobs <- j:
+	}
+}
+
+// worker runs handler calls until it has been idle for workerIdle, or the
+// Notifier closes.
+func (n *Notifier) worker(j rpcJob) {
 	defer func() {
 		<-n.sem
 		n.wg.Done()
 	}()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		n.serve(j)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-n.jobs:
+		case <-idle.C:
+			return
+		case <-n.stopWorkers:
+			return
+		}
+	}
+}
+
+// serve runs one handler and sends its reply.
+func (n *Notifier) serve(j rpcJob) {
+	r, reply, total, timeout, object, id, cmd, args := j.r, j.reply, j.total, j.timeout, j.object, j.id, j.cmd, j.args
 	ctx := newHandlerCtx(timeout)
 	defer ctx.cancel()
 	n.stats.rpcServed.Add(1)
