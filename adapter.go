@@ -64,7 +64,6 @@ type Notifier struct {
 	byID   map[uint64]*localReg
 	byKey  map[regKey]*localReg
 	nextID uint64
-	fans   map[fanKey]*fanSub // fan-out subscriptions of broadcast registrations
 
 	subs []*nats.Subscription
 	sem  chan struct{} // RPC handler goroutines running, at most WithConcurrency
@@ -174,7 +173,6 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		rand:  randFunc(o.rand),
 		byID:  make(map[uint64]*localReg),
 		byKey: make(map[regKey]*localReg),
-		fans:  make(map[fanKey]*fanSub),
 		sem:   make(chan struct{}, o.concurrency),
 		jobs:  make(chan rpcJob),
 
@@ -268,8 +266,10 @@ func (n *Notifier) Close() error {
 	n.dir.Close() // goodbye: peers stop routing here
 	_ = n.svc.Stop()
 	n.mu.Lock()
-	for _, f := range n.fans {
-		n.subs = append(n.subs, f.sub)
+	for _, r := range n.byID {
+		if r.fan != nil {
+			n.subs = append(n.subs, r.fan)
+		}
 	}
 	n.mu.Unlock()
 	if err := n.drainData(deadline); err != nil {
@@ -372,17 +372,8 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 		n.mu.Unlock()
 		return nil // already registered just so
 	}
-	wasBroadcast := r != nil && r.broadcast()
-	nowBroadcast := kind == bus.KindPub && !slice && isBroadcast(id.pattern())
-	if nowBroadcast && !wasBroadcast {
-		if err := n.fanRefLocked(object, cmd, 1); err != nil {
-			n.mu.Unlock()
-			return err
-		}
-	} else if wasBroadcast && !nowBroadcast {
-		_ = n.fanRefLocked(object, cmd, -1)
-	}
-	if r == nil {
+	isNew := r == nil
+	if isNew {
 		n.nextID++
 		r = &localReg{id: n.nextID, key: key, queueSize: n.o.queueSize}
 		if kind == bus.KindRPC {
@@ -390,10 +381,18 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 		} else {
 			r.sub = dest.(Subscriber)
 		}
+	}
+	r.slice, r.weight = slice, weight
+	// Subscribed before the registration is announced, so the subscription
+	// reaches every server before any peer routes to it.
+	if err := n.syncFanLocked(r); err != nil {
+		n.mu.Unlock()
+		return err
+	}
+	if isNew {
 		n.byKey[key] = r
 		n.byID[r.id] = r
 	}
-	r.slice, r.weight = slice, weight
 	n.local[kind].Put(match.Entry[*localReg]{Object: object, Cmd: cmd, Pattern: id.pattern(), Slice: slice, Weight: weight, Key: r})
 	p := n.dir.Announce([]bus.Reg{r.wire()}, nil)
 	n.mu.Unlock()
@@ -461,9 +460,8 @@ func (n *Notifier) unregisterAll(kind bus.Kind, dest any) error {
 }
 
 func (n *Notifier) removeLocked(r *localReg) {
-	if r.broadcast() {
-		_ = n.fanRefLocked(r.key.object, r.key.cmd, -1)
-	}
+	r.slice = true // no longer reached by the fan-out subject
+	_ = n.syncFanLocked(r)
 	delete(n.byKey, r.key)
 	delete(n.byID, r.id)
 	n.local[r.key.kind].Delete(r)

@@ -26,6 +26,7 @@ type localReg struct {
 	queueSize int
 
 	removed atomic.Bool
+	fan     *nats.Subscription // a broadcast registration's own fan-out subscription; guarded by Notifier.mu
 
 	mu      sync.Mutex // guards the queue
 	queue   []delivery // FIFO, at most queueSize waiting
@@ -35,7 +36,16 @@ type localReg struct {
 	// inflight counts the notifications of the batch being delivered that
 	// are not done yet: with the queue, they make the bound of WithQueueSize.
 	inflight atomic.Int32
+	// bytes is the memory the queue and the batch hold, at most maxQueueBytes.
+	bytes atomic.Int64
 }
+
+// maxQueueBytes bounds the payload bytes waiting for one registration, as
+// nats.go's default pending limit bounds a subscription's.
+const maxQueueBytes = 64 << 20
+
+// deliveryOverhead is what a queued notification costs besides its payload.
+const deliveryOverhead = int(unsafe.Sizeof(delivery{}))
 
 type delivery struct {
 	object, cmd string
@@ -73,7 +83,8 @@ type counters struct {
 	undecoded  atomic.Uint64
 	rpcServed  atomic.Uint64
 	rpcErrors  atomic.Uint64
-	lastDropLg atomic.Int64 // unix nanos of the last drop log line
+	fanDropped atomic.Uint64 // dropped by fan-out subscriptions now gone
+	lastDropLg atomic.Int64  // unix nanos of the last drop log line
 }
 
 // Stats are counters since the Notifier started.
@@ -90,8 +101,18 @@ type Stats struct {
 // Stats returns the Notifier's counters.
 func (n *Notifier) Stats() Stats {
 	c := &n.stats
+	dropped := c.dropped.Load() + c.fanDropped.Load()
+	n.mu.RLock()
+	for _, r := range n.byID {
+		if r.fan != nil {
+			if d, err := r.fan.Dropped(); err == nil {
+				dropped += uint64(d)
+			}
+		}
+	}
+	n.mu.RUnlock()
 	return Stats{
-		Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: c.dropped.Load(),
+		Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: dropped,
 		Panics: c.panics.Load(), Undecodable: c.undecoded.Load(),
 		RPCServed: c.rpcServed.Load(), RPCErrors: c.rpcErrors.Load(),
 	}
@@ -158,43 +179,48 @@ func (n *Notifier) drainData(deadline time.Time) error {
 	return nil
 }
 
-// fanKey names the fan-out subject of an (object, cmd).
-type fanKey struct{ object, cmd string }
-
-// fanSub is this Notifier's subscription to one fan-out subject, shared by
-// its broadcast registrations of that (object, cmd).
-type fanSub struct {
-	sub  *nats.Subscription
-	refs int
-}
-
-// fanRefLocked adds delta to the broadcast registrations of (object, cmd),
-// subscribing to the fan-out subject on the first and unsubscribing after the
-// last. The subscription is made before the registration is announced, so
-// it reaches every server before any peer routes to it. Called with n.mu
-// locked.
-func (n *Notifier) fanRefLocked(object, cmd string, delta int) error {
-	k := fanKey{object, cmd}
-	f := n.fans[k]
-	if f == nil {
-		if delta < 0 {
-			return nil
-		}
+// syncFanLocked gives a broadcast registration (full, every id) its own
+// subscription to the fan-out subject of its (object, cmd), and takes it from
+// one that is no longer broadcast. The server then delivers one copy per
+// registration, and nats.go runs each subscription's callbacks one at a time
+// on a goroutine of its own: Notify is called straight from there, in
+// order, and a blocked Subscriber holds back only its own subscription, whose
+// pending messages are bounded by the queue size (beyond, nats.go drops
+// them and Stats counts the drops). Called with n.mu locked.
+func (n *Notifier) syncFanLocked(r *localReg) error {
+	switch want := r.broadcast(); {
+	case want && r.fan == nil:
 		prefix := n.subj.Fan()
-		sub, err := n.nc.Subscribe(prefix+object+"."+cmd+".*", func(m *nats.Msg) { n.onPub(m, len(prefix)) })
+		sub, err := n.nc.Subscribe(prefix+r.key.object+"."+r.key.cmd+".*", func(m *nats.Msg) { n.onFan(r, m, len(prefix)) })
 		if err != nil {
 			return fmt.Errorf("notifier: subscribe: %w", err)
 		}
-		_ = sub.SetPendingLimits(-1, -1)
-		f = &fanSub{sub: sub}
-		n.fans[k] = f
-	}
-	f.refs += delta
-	if f.refs <= 0 {
-		_ = f.sub.Unsubscribe()
-		delete(n.fans, k)
+		_ = sub.SetPendingLimits(r.queueSize, maxQueueBytes)
+		r.fan = sub
+	case !want && r.fan != nil:
+		if d, err := r.fan.Dropped(); err == nil {
+			n.stats.fanDropped.Add(uint64(d))
+		}
+		_ = r.fan.Unsubscribe()
+		r.fan = nil
 	}
 	return nil
+}
+
+// onFan delivers a message of the fan-out subject to the broadcast
+// registration r.
+func (n *Notifier) onFan(r *localReg, m *nats.Msg, skip int) {
+	if r.removed.Load() {
+		return
+	}
+	_, _, id, ok := bus.ParseAddr(m.Subject[skip:])
+	f, body, err := bus.ParseFrame(m.Data)
+	if !ok || err != nil {
+		n.stats.undecoded.Add(1)
+		n.log.Warn("notifier: malformed fan-out publish", "subject", m.Subject)
+		return
+	}
+	n.notify(r, delivery{object: r.key.object, cmd: r.key.cmd, id: id, args: Args{data: body, json: f.Flags&bus.FlagJSON != 0}})
 }
 
 // onPub handles a publish routed to this Notifier.
@@ -280,12 +306,14 @@ func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) 
 // Called with n.mu read-locked and n.closed false.
 func (n *Notifier) push(r *localReg, d delivery) {
 	r.mu.Lock()
-	if len(r.queue)+int(r.inflight.Load()) >= r.queueSize {
+	size := int64(len(d.args.data) + deliveryOverhead)
+	if len(r.queue)+int(r.inflight.Load()) >= r.queueSize || r.bytes.Load()+size > maxQueueBytes {
 		r.mu.Unlock()
 		n.dropped("queue full", r)
 		return
 	}
 	r.queue = append(r.queue, d)
+	r.bytes.Add(size)
 	backlog := len(r.queue)
 	start := !r.running
 	r.running = true
@@ -325,6 +353,7 @@ func (n *Notifier) drain(r *localReg) {
 			if !r.removed.Load() {
 				n.notify(r, batch[i])
 			}
+			r.bytes.Add(-int64(len(batch[i].args.data) + deliveryOverhead))
 			batch[i] = delivery{}
 			r.inflight.Add(-1)
 		}

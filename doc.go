@@ -48,10 +48,15 @@
 //     Until then a slice drawn on it is lost for publishes; RPCs to it end at
 //     the deadline, or at once where NATS answers "no responders", and an RPC
 //     slice is then drawn again among the remaining slices.
-//   - Each registration has a bounded queue (WithQueueSize). Notify calls
-//     for one registration run one at a time in arrival order; different
-//     registrations run concurrently. When a queue is full the notification is
-//     dropped, counted in Stats().Dropped and logged (at most once a second).
+//   - Each registration has a bounded queue (WithQueueSize, and 64 MiB of
+//     payload). Notify calls for one registration run one at a time in
+//     arrival order; different registrations run concurrently. When a queue
+//     is full the notification is dropped, counted in Stats().Dropped and
+//     logged (at most once a second). A full registration for every id
+//     (Match{}) has its own subscription to the fan-out subject, whose pending
+//     messages nats.go bounds the same way: its drops are counted in
+//     Stats().Dropped and reported as nats.ErrSlowConsumer to the
+//     connection's error handler (Connect's logs them).
 //   - RPC handlers run on their own goroutines, at most WithConcurrency at
 //     once per Notifier; handler ctx carries the caller's deadline.
 //   - RPC returns ErrNoResponders when no registration on the bus matched, and

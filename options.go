@@ -18,7 +18,7 @@ const (
 	DefaultPrefix          = bus.DefaultPrefix
 	DefaultHeartbeat       = bus.DefaultHeartbeat
 	DefaultRPCTimeout      = 5 * time.Second
-	DefaultQueueSize       = 8192
+	DefaultQueueSize       = 65536
 	DefaultConcurrency     = 64
 	DefaultSyncTimeout     = bus.DefaultTimeout
 	DefaultRegisterTimeout = 5 * time.Second
@@ -110,8 +110,10 @@ func WithRPCTimeout(d time.Duration) Option {
 }
 
 // WithQueueSize bounds the notifications waiting for, or being delivered to,
-// one registration's Subscriber. When the queue is full, further notifications for it are
-// dropped, counted in Stats and logged. Default 8192.
+// one registration's Subscriber; their payloads are also bounded to 64 MiB,
+// as nats.go bounds a subscription's pending messages. Beyond, further
+// notifications for it are dropped and counted in Stats (and logged).
+// Default 65536.
 func WithQueueSize(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
