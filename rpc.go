@@ -48,6 +48,22 @@ type call struct {
 	ended       bool // done is closed
 	aborted     bool // ended by Close
 	done        chan struct{}
+
+	// Most calls reach one or two Notifiers: their targets live here.
+	tbuf [2]target
+	tptr [2]*target
+}
+
+// newTarget returns a target, from the call's own storage while it lasts.
+func (cl *call) newTarget(node string, flags byte, slice uint64) *target {
+	var t *target
+	if k := len(cl.targets); k < len(cl.tbuf) {
+		t = &cl.tbuf[k]
+	} else {
+		t = new(target)
+	}
+	*t = target{node: node, flags: flags, slice: slice}
+	return t
 }
 
 // target is one Notifier a call was sent to.
@@ -224,18 +240,29 @@ func (n *Notifier) deadline(ctx context.Context) time.Time {
 // deadline, or until ctx ends.
 func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, id int64, cmd string, body []byte, isJSON bool) ([]Result, error) {
 	n := c.n
-	full, slices := n.dir.Lookup(bus.KindRPC, object, cmd, id, nil, nil)
+	b := sendBufs.Get().(*sendBuf)
+	full, slices := n.dir.Lookup(bus.KindRPC, object, cmd, id, b.full[:0], b.slices[:0])
+	defer func() {
+		clear(full)
+		clear(slices)
+		b.full, b.slices = full[:0], slices[:0]
+		sendBufs.Put(b)
+	}()
 	if len(full) == 0 && len(slices) == 0 {
 		return nil, ErrNoResponders
 	}
 	cl := &call{
 		object: object, cmd: cmd, rid: id,
 		body: body, json: isJSON, deadline: deadline,
-		slices: slices, done: make(chan struct{}),
+		done: make(chan struct{}),
 	}
+	cl.targets = cl.tptr[:0]
 	var pick bus.RegRef
 	if i := match.Pick(slices, n.rand); i >= 0 {
 		pick = slices[i].Key
+	}
+	if len(slices) > 1 { // kept for a redraw
+		cl.slices = append([]bus.Entry(nil), slices...)
 	}
 	base := byte(bus.FlagTimeout)
 	if isJSON {
@@ -246,7 +273,7 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 		if seenNode(full[:i], e.Key.Node) {
 			continue
 		}
-		t := &target{node: e.Key.Node, flags: base | bus.FlagFull}
+		t := cl.newTarget(e.Key.Node, base|bus.FlagFull, 0)
 		if t.node == pick.Node {
 			t.flags |= bus.FlagSlice
 			t.slice = pick.ID
@@ -255,7 +282,7 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 		cl.targets = append(cl.targets, t)
 	}
 	if !sliceSent {
-		cl.targets = append(cl.targets, &target{node: pick.Node, flags: base | bus.FlagSlice, slice: pick.ID})
+		cl.targets = append(cl.targets, cl.newTarget(pick.Node, base|bus.FlagSlice, pick.ID))
 	}
 	cl.open = len(cl.targets)
 
@@ -429,7 +456,7 @@ func (c *rpcClient) redrawLocked(cl *call, gone func(bus.Entry) bool) {
 	if cl.json {
 		base |= bus.FlagJSON
 	}
-	t := &target{node: e.Key.Node, flags: base, slice: e.Key.ID}
+	t := cl.newTarget(e.Key.Node, base, e.Key.ID)
 	cl.targets = append(cl.targets, t)
 	cl.open++
 	if err := c.sendLocked(cl, len(cl.targets)-1, t); err != nil {

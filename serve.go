@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/match"
 )
 
 // onRPC handles an RPC routed to this Notifier: every matching full RPC
@@ -27,14 +29,19 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		n.reply(m.Reply, 1, ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request"}))
 		return
 	}
-	var regs []*localReg
+	var regsBuf [4]*localReg
+	regs := regsBuf[:0]
 	gone := false
 	n.mu.RLock()
 	if f.Flags&bus.FlagFull != 0 {
-		full, _ := n.local[bus.KindRPC].Lookup(object, cmd, id, nil, nil)
+		bp := entryPool.Get().(*[]match.Entry[*localReg])
+		full, _ := n.local[bus.KindRPC].Lookup(object, cmd, id, (*bp)[:0], nil)
 		for _, e := range full {
 			regs = append(regs, e.Key)
 		}
+		clear(full)
+		*bp = full[:0]
+		entryPool.Put(bp)
 	}
 	if f.Flags&bus.FlagSlice != 0 {
 		r := n.byID[f.Slice]
@@ -187,7 +194,15 @@ func (n *Notifier) callHandler(ctx context.Context, r *localReg, object string, 
 }
 
 func (n *Notifier) reply(subject string, total int, kind byte, body []byte) {
-	if err := n.nc.Publish(subject, bus.AppendReply(nil, total, kind, body)); err != nil {
+	b := replyBufs.Get().(*[]byte)
+	*b = bus.AppendReply((*b)[:0], total, kind, body)
+	if err := n.nc.Publish(subject, *b); err != nil { // nats.go copies the data
 		n.log.Warn("notifier: rpc reply failed", "err", err)
 	}
+	if cap(*b) <= 64<<10 {
+		replyBufs.Put(b)
+	}
 }
+
+// replyBufs are buffers for RPC replies.
+var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
