@@ -153,7 +153,7 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 	d.hello(ctx)
 	// Members first heard of meanwhile (joining at the same time) are being
 	// fetched: the bus is known only once they are in.
-	d.waitFetches(ctx)
+	_ = d.waitFetches(ctx) // on ctx's end, the flush below fails
 	// Until the server has our subscriptions a joiner would take the bus for
 	// empty, or miss our table: Join returns only once they are in.
 	if err := d.nc.FlushWithContext(fctx); err != nil {
@@ -458,7 +458,7 @@ func (d *Directory) hello(ctx context.Context) {
 }
 
 // waitFetches waits until the table fetches in flight have ended, or ctx.
-func (d *Directory) waitFetches(ctx context.Context) {
+func (d *Directory) waitFetches(ctx context.Context) error {
 	d.mu.RLock()
 	var wait []chan struct{}
 	for _, p := range d.peers {
@@ -471,9 +471,10 @@ func (d *Directory) waitFetches(ctx context.Context) {
 		select {
 		case <-c:
 		case <-ctx.Done():
-			return
+			return fmt.Errorf("notifier: directory sync: %w", ctx.Err())
 		}
 	}
+	return nil
 }
 
 func (d *Directory) heartbeat() {

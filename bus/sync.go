@@ -203,7 +203,6 @@ func (d *Directory) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var wait []chan struct{}
 	d.mu.Lock()
 	for _, n := range members {
 		if n == d.o.Node || !ValidName(n) {
@@ -214,19 +213,9 @@ func (d *Directory) sync(ctx context.Context) error {
 			p = d.newPeerLocked(n)
 		}
 		d.fetchLocked(n, p)
-		if p.fetching {
-			wait = append(wait, p.fetched)
-		}
 	}
 	d.mu.Unlock()
-	for _, c := range wait {
-		select {
-		case <-c:
-		case <-ctx.Done():
-			return fmt.Errorf("notifier: directory sync: %w", ctx.Err())
-		}
-	}
-	return nil
+	return d.waitFetches(ctx)
 }
 
 // members asks any one member for the member list. An empty bus answers
