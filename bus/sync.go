@@ -280,6 +280,19 @@ func (d *Directory) fetchLocked(node string, p *peer) {
 func (d *Directory) fetch(node string, p *peer) {
 	defer d.wg.Done()
 	regs, ver, err := d.fetchTable(node)
+	// "No responders" may only mean that the node's interest has not reached
+	// our server yet (a route re-forming after a restart): ask a few more
+	// times, over about half a second, before giving the node up.
+	for wait := 20 * time.Millisecond; errors.Is(err, errGone) && wait <= 320*time.Millisecond; wait *= 2 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			t.Stop()
+			return
+		}
+		regs, ver, err = d.fetchTable(node)
+	}
 	d.mu.Lock()
 	if d.peers[node] != p || !p.fetching {
 		d.mu.Unlock()
