@@ -294,14 +294,24 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 	c.next++
 	cl.id = c.next
 	c.calls[cl.id] = cl
-	for i, t := range cl.targets {
-		if err := c.sendLocked(cl, i, t); err != nil {
+	first := cl.targets[:len(cl.targets):len(cl.targets)] // a redraw appends to cl.targets
+	c.mu.Unlock()
+	// Sent outside c.mu, so concurrent callers and the replies do not queue
+	// behind each other's publishes. A target's node, flags and slice do not
+	// change after it is made.
+	sb := sendBufs.Get().(*sendBuf)
+	for i, t := range first {
+		var err error
+		sb.subj, sb.frame, err = c.send(sb.subj, sb.frame, cl, i, t)
+		if err != nil {
+			sendBufs.Put(sb)
+			c.mu.Lock()
 			delete(c.calls, cl.id)
 			c.mu.Unlock()
 			return nil, err
 		}
 	}
-	c.mu.Unlock()
+	sendBufs.Put(sb)
 
 	var timeout <-chan time.Time
 	if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
@@ -336,16 +346,23 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 	return results, err
 }
 
-// sendLocked sends the request to target i.
+// sendLocked sends the request to target i, with c's buffers.
 func (c *rpcClient) sendLocked(cl *call, i int, t *target) error {
+	var err error
+	c.buf, c.frame, err = c.send(c.buf, c.frame, cl, i, t)
+	return err
+}
+
+// send sends the request to target i, building subject, reply subject and
+// frame in buf and frame, which it returns for reuse: nats.go copies them
+// before PublishRequest returns.
+func (c *rpcClient) send(buf, frame []byte, cl *call, i int, t *target) ([]byte, []byte, error) {
 	n := c.n
 	ms := time.Until(cl.deadline).Milliseconds()
 	if ms < 1 {
 		ms = 1
 	}
-	// Subject, reply subject and frame are built in buffers reused under
-	// c.mu: nats.go copies them before PublishRequest returns.
-	b := append(c.buf[:0], n.subj.Prefix...)
+	b := append(buf[:0], n.subj.Prefix...)
 	b = append(b, ".node."...)
 	b = append(b, t.node...)
 	b = append(b, ".rpc."...)
@@ -355,14 +372,13 @@ func (c *rpcClient) sendLocked(cl *call, i int, t *target) error {
 	b = strconv.AppendUint(b, cl.id, 10)
 	b = append(b, '.')
 	b = strconv.AppendInt(b, int64(i), 10)
-	c.buf = b
-	c.frame = bus.AppendFrame(c.frame[:0], bus.Frame{Flags: t.flags, Slice: t.slice, Timeout: uint64(ms)}, cl.body)
+	frame = bus.AppendFrame(frame[:0], bus.Frame{Flags: t.flags, Slice: t.slice, Timeout: uint64(ms)}, cl.body)
 	subj := unsafe.String(unsafe.SliceData(b), end)
 	reply := unsafe.String(unsafe.SliceData(b[end:]), len(b)-end)
-	if err := n.nc.PublishRequest(subj, reply, c.frame); err != nil {
-		return fmt.Errorf("notifier: rpc: %w", err)
+	if err := n.nc.PublishRequest(subj, reply, frame); err != nil {
+		return b, frame, fmt.Errorf("notifier: rpc: %w", err)
 	}
-	return nil
+	return b, frame, nil
 }
 
 // onReply handles one reply (or a "no responders" status) of a call.
