@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,7 +59,9 @@ type Directory struct {
 	ctx    context.Context // canceled by Close; bounds every request
 	cancel context.CancelFunc
 	resync chan struct{} // buffered 1: a pending resync request is enough
-	wg     sync.WaitGroup
+
+	reconnected atomic.Int64 // unix nanoseconds of the last reconnect
+	wg          sync.WaitGroup
 }
 
 // peer is what a node knows of another node.
@@ -406,6 +409,7 @@ func (d *Directory) loop() {
 			d.heartbeat()
 			d.expire()
 		case <-d.resync:
+			d.reconnected.Store(time.Now().UnixNano())
 			d.mu.Lock()
 			now := time.Now()
 			for _, p := range d.peers {

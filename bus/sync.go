@@ -280,10 +280,12 @@ func (d *Directory) fetchLocked(node string, p *peer) {
 func (d *Directory) fetch(node string, p *peer) {
 	defer d.wg.Done()
 	regs, ver, err := d.fetchTable(node)
-	// "No responders" may only mean that the node's interest has not reached
-	// our server yet (a route re-forming after a restart): ask a few more
-	// times, over about half a second, before giving the node up.
-	for wait := 20 * time.Millisecond; errors.Is(err, errGone) && wait <= 320*time.Millisecond; wait *= 2 {
+	// Just after a reconnect, "no responders" may only mean that the node's
+	// interest has not reached our server yet (a route re-forming after a
+	// restart): ask a few more times, over about half a second, before giving
+	// the node up. Otherwise the node is gone.
+	retry := time.Since(time.Unix(0, d.reconnected.Load())) < 2*d.o.Timeout
+	for wait := 20 * time.Millisecond; retry && errors.Is(err, errGone) && wait <= 320*time.Millisecond; wait *= 2 {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
