@@ -148,3 +148,24 @@ func numbers(v any) any {
 	}
 	return v
 }
+
+// nameFlags are the --object and --cmd flags of the commands that address
+// the bus.
+type nameFlags struct{ object, cmd *string }
+
+// addNameFlags adds --object and --cmd; what says what the command does to
+// them ("publish to", "call", "watch").
+func addNameFlags(f *cmdFlags, what string) nameFlags {
+	return nameFlags{
+		object: f.String("object", "", "`object` (service name) to "+what+" (required)"),
+		cmd:    f.String("cmd", "", "`cmd` to "+what+" (required)"),
+	}
+}
+
+// check reports the first invalid name.
+func (nf nameFlags) check() error {
+	if err := checkName("object", *nf.object); err != nil {
+		return err
+	}
+	return checkName("cmd", *nf.cmd)
+}

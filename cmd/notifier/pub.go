@@ -23,8 +23,7 @@ Examples:
 func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags("pub", "--object O --cmd C --id N [--json J] [flags]", pubDoc)
 	conn := addConnFlags(f)
-	object := f.String("object", "", "`object` (service name) to publish to (required)")
-	cmd := f.String("cmd", "", "`cmd` to publish (required)")
+	names := addNameFlags(f, "publish to")
 	var id int64Flag
 	f.Var(&id, "id", "destination `id`, a 64-bit integer (required)")
 	jsonArgs := f.String("json", "", "arguments as `JSON`, e.g. '{\"a\":1}' or '\"text\"' (default: nil)")
@@ -35,10 +34,8 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := conn.check(); err != nil {
 		return f.fail(stderr, "%v", err)
 	}
-	for _, e := range []error{checkName("object", *object), checkName("cmd", *cmd)} {
-		if e != nil {
-			return f.fail(stderr, "%v", e)
-		}
+	if err := names.check(); err != nil {
+		return f.fail(stderr, "%v", err)
 	}
 	if !id.set {
 		return f.fail(stderr, "--id is required")
@@ -63,7 +60,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			code = exitFail
 			break
 		}
-		if err := n.Publish(*object, id.v, *cmd, v); err != nil {
+		if err := n.Publish(*names.object, id.v, *names.cmd, v); err != nil {
 			fmt.Fprintf(stderr, "notifier pub: %v\n", err)
 			code = exitFail
 			break
@@ -75,7 +72,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code = exitFail
 	}
 	if sent > 0 {
-		fmt.Fprintf(stdout, "published %d notification(s): object=%s cmd=%s id=%d\n", sent, *object, *cmd, id.v)
+		fmt.Fprintf(stdout, "published %d notification(s): object=%s cmd=%s id=%d\n", sent, *names.object, *names.cmd, id.v)
 	}
 	return code
 }

@@ -31,8 +31,7 @@ Examples:
 func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags("rpc", "--object O --cmd C --id N [--json J] [flags]", rpcDoc)
 	conn := addConnFlags(f)
-	object := f.String("object", "", "`object` (service name) to call (required)")
-	cmd := f.String("cmd", "", "`cmd` to call (required)")
+	names := addNameFlags(f, "call")
 	var id int64Flag
 	f.Var(&id, "id", "destination `id`, a 64-bit integer (required)")
 	jsonArgs := f.String("json", "", "arguments as `JSON` (default: nil)")
@@ -43,10 +42,8 @@ func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := conn.check(); err != nil {
 		return f.fail(stderr, "%v", err)
 	}
-	for _, e := range []error{checkName("object", *object), checkName("cmd", *cmd)} {
-		if e != nil {
-			return f.fail(stderr, "%v", e)
-		}
+	if err := names.check(); err != nil {
+		return f.fail(stderr, "%v", err)
 	}
 	if !id.set {
 		return f.fail(stderr, "--id is required")
@@ -66,7 +63,7 @@ func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer closeNotifier("rpc", n, stderr)
 	callCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	results, err := n.RPC(callCtx, *object, id.v, *cmd, v)
+	results, err := n.RPC(callCtx, *names.object, id.v, *names.cmd, v)
 	failed := 0
 	for _, r := range results {
 		line, rerr := resultJSON(r)
@@ -80,7 +77,7 @@ func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case errors.Is(err, notifier.ErrNoResponders):
-		fmt.Fprintf(stderr, "notifier rpc: %v: nothing on the bus is registered for object=%s cmd=%s id=%d\n", err, *object, *cmd, id.v)
+		fmt.Fprintf(stderr, "notifier rpc: %v: nothing on the bus is registered for object=%s cmd=%s id=%d\n", err, *names.object, *names.cmd, id.v)
 		return exitFail
 	case errors.Is(err, notifier.ErrTimeout):
 		fmt.Fprintf(stderr, "notifier rpc: %v after %v (%d answer(s) arrived)\n", err, *timeout, len(results))

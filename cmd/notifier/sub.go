@@ -31,8 +31,7 @@ Examples:
 func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags("sub", "--object O --cmd C [--id N | --mask M --value V] [flags]", subDoc)
 	conn := addConnFlags(f)
-	object := f.String("object", "", "`object` (service name) to watch (required)")
-	cmd := f.String("cmd", "", "`cmd` to watch (required)")
+	names := addNameFlags(f, "watch")
 	var id, mask, value int64Flag
 	f.Var(&id, "id", "watch exactly this `id`")
 	f.Var(&mask, "mask", "id pattern: watch ids with id & `mask` == value")
@@ -46,10 +45,8 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := conn.check(); err != nil {
 		return f.fail(stderr, "%v", err)
 	}
-	for _, e := range []error{checkName("object", *object), checkName("cmd", *cmd)} {
-		if e != nil {
-			return f.fail(stderr, "%v", e)
-		}
+	if err := names.check(); err != nil {
+		return f.fail(stderr, "%v", err)
 	}
 	var pattern notifier.Match // every id
 	switch {
@@ -75,9 +72,9 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	kind := "full registration"
 	if *slice {
 		kind = fmt.Sprintf("slice, weight %g", *weight)
-		err = n.Slice(*object, pattern, *cmd, p, *weight)
+		err = n.Slice(*names.object, pattern, *names.cmd, p, *weight)
 	} else {
-		err = n.Subscribe(*object, pattern, *cmd, p)
+		err = n.Subscribe(*names.object, pattern, *names.cmd, p)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "notifier sub: %v\n", err)
@@ -85,7 +82,7 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintf(stderr, "notifier sub: watching object=%s cmd=%s ids=%s (%s); Ctrl-C to stop\n",
-		*object, *cmd, describeMatch(pattern), kind)
+		*names.object, *names.cmd, describeMatch(pattern), kind)
 	select {
 	case <-p.done:
 	case <-ctx.Done():
