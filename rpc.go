@@ -419,13 +419,13 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 	t.expect = total
 	t.got++
 	switch kind {
-	case ReplyValue:
+	case bus.ReplyValue:
 		cl.answered = true
 		cl.results = append(cl.results, Result{Value: Args{data: body}})
-	case ReplyError:
+	case bus.ReplyError:
 		cl.answered = true
 		cl.results = append(cl.results, Result{Err: decodeRemoteError(body)})
-	case ReplyNone:
+	case bus.ReplyNone:
 		cl.answered = true
 	case bus.ReplyNothing:
 		// The registration left that Notifier: not an answer.
@@ -437,13 +437,6 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 		c.finishLocked(cl, t)
 	}
 }
-
-// Reply kinds, re-exported for readability in this file.
-const (
-	ReplyValue = bus.ReplyValue
-	ReplyError = bus.ReplyError
-	ReplyNone  = bus.ReplyNone
-)
 
 func (c *rpcClient) finishLocked(cl *call, t *target) {
 	t.done = true

@@ -26,7 +26,7 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 	if !ok || err != nil {
 		n.stats.undecoded.Add(1)
 		n.log.Warn("notifier: malformed routed rpc", "subject", m.Subject)
-		n.reply(m.Reply, 1, ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request"}))
+		n.reply(m.Reply, 1, bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request"}))
 		return
 	}
 	var regsBuf [4]*localReg
@@ -144,7 +144,7 @@ func (n *Notifier) serve(j rpcJob) {
 	defer ctx.cancel()
 	n.stats.rpcServed.Add(1)
 	v, err := n.callHandler(ctx, r, object, id, cmd, args)
-	kind, body := ReplyNone, []byte(nil)
+	kind, body := bus.ReplyNone, []byte(nil)
 	switch {
 	case err != nil:
 		n.stats.rpcErrors.Add(1)
@@ -152,30 +152,30 @@ func (n *Notifier) serve(j rpcJob) {
 		if !errors.As(err, &re) {
 			re = &RemoteError{Code: CodeHandler, Message: err.Error()}
 		}
-		kind, body = ReplyError, encodeRemoteError(re)
+		kind, body = bus.ReplyError, encodeRemoteError(re)
 	case v != nil:
 		e, b, isJSON, err := encodeArgs(v)
 		switch {
 		case err != nil:
-			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
+			kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
 		case isJSON:
 			// Args that came in as JSON (from the gateway) go back as msgpack.
 			var x any
 			if err := (Args{data: b, json: true}).Decode(&x); err != nil {
-				kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
+				kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
 				break
 			}
 			e2, b2, _, err := encodeArgs(jsonSafe(x))
 			if err != nil {
-				kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
+				kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
 				break
 			}
 			defer e2.release()
-			kind, body = ReplyValue, b2
+			kind, body = bus.ReplyValue, b2
 		case n.checkSize(b) != nil:
-			kind, body = ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: n.checkSize(b).Error()})
+			kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: n.checkSize(b).Error()})
 		default:
-			kind, body = ReplyValue, b
+			kind, body = bus.ReplyValue, b
 		}
 		defer e.release()
 	}
