@@ -252,17 +252,13 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 		n.dropped("closed", nil)
 		return
 	}
-	if flags&(bus.FlagFull|bus.FlagBroadcast) != 0 {
+	if flags&bus.FlagFull != 0 {
 		bp := entryPool.Get().(*[]match.Entry[*localReg])
 		full, _ := n.local[bus.KindPub].Lookup(object, cmd, id, (*bp)[:0], nil)
 		for _, e := range full {
-			// A message reaches either the broadcast registrations (from
-			// the fan-out subject) or the others (from the node subject).
-			want := bus.FlagFull
-			if isBroadcast(e.Pattern) {
-				want = bus.FlagBroadcast
-			}
-			if flags&want != 0 {
+			// Broadcast registrations are reached on their own fan-out
+			// subscription (onFan), never here.
+			if !isBroadcast(e.Pattern) {
 				n.push(e.Key, d)
 			}
 		}
