@@ -169,3 +169,29 @@ func (nf nameFlags) check() error {
 	}
 	return checkName("cmd", *nf.cmd)
 }
+
+// targetFlags address one destination and its arguments: --object, --cmd,
+// a required --id and --json, for pub and rpc.
+type targetFlags struct {
+	nameFlags
+	id   int64Flag
+	json *string
+}
+
+func addTargetFlags(f *cmdFlags, what, jsonHelp string) *targetFlags {
+	t := &targetFlags{nameFlags: addNameFlags(f, what)}
+	f.Var(&t.id, "id", "destination `id`, a 64-bit integer (required)")
+	t.json = f.String("json", "", jsonHelp)
+	return t
+}
+
+// args checks the names and the id, and returns the decoded --json.
+func (t *targetFlags) args() (any, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	if !t.id.set {
+		return nil, errors.New("--id is required")
+	}
+	return parseJSONArgs(*t.json)
+}

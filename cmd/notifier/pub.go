@@ -23,10 +23,7 @@ Examples:
 func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags("pub", "--object O --cmd C --id N [--json J] [flags]", pubDoc)
 	conn := addConnFlags(f)
-	names := addNameFlags(f, "publish to")
-	var id int64Flag
-	f.Var(&id, "id", "destination `id`, a 64-bit integer (required)")
-	jsonArgs := f.String("json", "", "arguments as `JSON`, e.g. '{\"a\":1}' or '\"text\"' (default: nil)")
+	target := addTargetFlags(f, "publish to", "arguments as `JSON`, e.g. '{\"a\":1}' or '\"text\"' (default: nil)")
 	count := f.Int("count", 1, "publish `N` times")
 	if code, ok := f.parse(args, stdout, stderr); !ok {
 		return code
@@ -34,18 +31,12 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := conn.check(); err != nil {
 		return f.fail(stderr, "%v", err)
 	}
-	if err := names.check(); err != nil {
+	v, err := target.args()
+	if err != nil {
 		return f.fail(stderr, "%v", err)
-	}
-	if !id.set {
-		return f.fail(stderr, "--id is required")
 	}
 	if *count < 1 {
 		return f.fail(stderr, "--count %d: want at least 1", *count)
-	}
-	v, err := parseJSONArgs(*jsonArgs)
-	if err != nil {
-		return f.fail(stderr, "%v", err)
 	}
 
 	n, err := conn.connect("pub", stderr, newLogger(stderr, slog.LevelWarn))
@@ -60,7 +51,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			code = exitFail
 			break
 		}
-		if err := n.Publish(*names.object, id.v, *names.cmd, v); err != nil {
+		if err := n.Publish(*target.object, target.id.v, *target.cmd, v); err != nil {
 			fmt.Fprintf(stderr, "notifier pub: %v\n", err)
 			code = exitFail
 			break
@@ -72,7 +63,7 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code = exitFail
 	}
 	if sent > 0 {
-		fmt.Fprintf(stdout, "published %d notification(s): object=%s cmd=%s id=%d\n", sent, *names.object, *names.cmd, id.v)
+		fmt.Fprintf(stdout, "published %d notification(s): object=%s cmd=%s id=%d\n", sent, *target.object, *target.cmd, target.id.v)
 	}
 	return code
 }

@@ -31,10 +31,7 @@ Examples:
 func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags("rpc", "--object O --cmd C --id N [--json J] [flags]", rpcDoc)
 	conn := addConnFlags(f)
-	names := addNameFlags(f, "call")
-	var id int64Flag
-	f.Var(&id, "id", "destination `id`, a 64-bit integer (required)")
-	jsonArgs := f.String("json", "", "arguments as `JSON` (default: nil)")
+	target := addTargetFlags(f, "call", "arguments as `JSON` (default: nil)")
 	timeout := f.Duration("timeout", notifier.DefaultRPCTimeout, "how long to wait for the answers")
 	if code, ok := f.parse(args, stdout, stderr); !ok {
 		return code
@@ -42,18 +39,12 @@ func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := conn.check(); err != nil {
 		return f.fail(stderr, "%v", err)
 	}
-	if err := names.check(); err != nil {
+	v, err := target.args()
+	if err != nil {
 		return f.fail(stderr, "%v", err)
-	}
-	if !id.set {
-		return f.fail(stderr, "--id is required")
 	}
 	if *timeout <= 0 {
 		return f.fail(stderr, "--timeout %v: want a positive duration", *timeout)
-	}
-	v, err := parseJSONArgs(*jsonArgs)
-	if err != nil {
-		return f.fail(stderr, "%v", err)
 	}
 
 	n, err := conn.connect("rpc", stderr, newLogger(stderr, slog.LevelWarn))
@@ -63,7 +54,7 @@ func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer closeNotifier("rpc", n, stderr)
 	callCtx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	results, err := n.RPC(callCtx, *names.object, id.v, *names.cmd, v)
+	results, err := n.RPC(callCtx, *target.object, target.id.v, *target.cmd, v)
 	failed := 0
 	for _, r := range results {
 		line, rerr := resultJSON(r)
@@ -77,7 +68,7 @@ func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case errors.Is(err, notifier.ErrNoResponders):
-		fmt.Fprintf(stderr, "notifier rpc: %v: nothing on the bus is registered for object=%s cmd=%s id=%d\n", err, *names.object, *names.cmd, id.v)
+		fmt.Fprintf(stderr, "notifier rpc: %v: nothing on the bus is registered for object=%s cmd=%s id=%d\n", err, *target.object, *target.cmd, target.id.v)
 		return exitFail
 	case errors.Is(err, notifier.ErrTimeout):
 		fmt.Fprintf(stderr, "notifier rpc: %v after %v (%d answer(s) arrived)\n", err, *timeout, len(results))
