@@ -38,6 +38,12 @@ type Options struct {
 	// Timeout bounds each directory request (member list, table fetch). Default DefaultTimeout.
 	Timeout time.Duration
 	Logger  *slog.Logger
+
+	// OnPeerGone, if set, is called with a node's ID each time the directory
+	// forgets that node (goodbye, silence, no responders, failed fetch). Calls
+	// come from one goroutine owned by the Directory, in order, never under
+	// its lock; a slow callback delays only later OnPeerGone calls.
+	OnPeerGone func(node string)
 }
 
 // Directory is one node's live view of every registration on the bus,
@@ -59,6 +65,9 @@ type Directory struct {
 	ctx    context.Context // canceled by Close; bounds every request
 	cancel context.CancelFunc
 	resync chan struct{} // buffered 1: a pending resync request is enough
+
+	gone     []string      // dropped nodes not yet passed to OnPeerGone; under mu
+	goneWake chan struct{} // buffered 1: gone has entries
 
 	reconnected atomic.Int64 // unix nanoseconds of the last reconnect
 	wg          sync.WaitGroup
@@ -115,6 +124,11 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		d.tables[k] = match.NewTable[RegRef]()
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	if o.OnPeerGone != nil {
+		d.goneWake = make(chan struct{}, 1)
+		d.wg.Add(1)
+		go d.reportGone()
+	}
 
 	fail := func(err error) (*Directory, error) {
 		d.shutdown()
@@ -329,6 +343,33 @@ func (d *Directory) dropLocked(node, why string) {
 		d.releaseLocked(w)
 	}
 	d.o.Logger.Info("notifier: peer dropped", "peer", node, "reason", why)
+	if d.goneWake != nil {
+		d.gone = append(d.gone, node)
+		select {
+		case d.goneWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// reportGone passes dropped nodes to Options.OnPeerGone, outside the lock,
+// until the Directory shuts down.
+func (d *Directory) reportGone() {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.goneWake:
+		}
+		d.mu.Lock()
+		gone := d.gone
+		d.gone = nil
+		d.mu.Unlock()
+		for _, n := range gone {
+			d.o.OnPeerGone(n)
+		}
+	}
 }
 
 func (d *Directory) releaseLocked(w *waiter) {

@@ -247,3 +247,41 @@ func waitConnected(t *testing.T, conns ...*nats.Conn) {
 		eventually(t, waitTimeout, func() bool { return nc.IsConnected() && nc.FlushTimeout(time.Second) == nil }, "reconnected")
 	}
 }
+
+// TestOnPeerGone: the hook hears of a peer's goodbye and of a silent peer's
+// expiry, once each, and not of live peers.
+func TestOnPeerGone(t *testing.T) {
+	s := startServer(t)
+	gone := make(chan string, 8)
+	hook := func(o *Options) { o.OnPeerGone = func(n string) { gone <- n } }
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", hook, withExpiry(5*testHeartbeat))
+	n2 := join(t, testenv.Connect(t, s.URL()), "n2")
+	nc3 := testenv.Connect(t, s.URL())
+	join(t, nc3, "n3")
+	eventually(t, waitTimeout, func() bool { return slices.Equal(peers(n1), []string{"n2", "n3"}) }, "n1 knows n2 and n3")
+
+	n2.Close()
+	if got := next(t, gone); got != "n2" {
+		t.Fatalf("after n2's goodbye OnPeerGone(%q), want n2", got)
+	}
+	nc3.Close() // silent: no goodbye
+	if got := next(t, gone); got != "n3" {
+		t.Fatalf("after n3 fell silent OnPeerGone(%q), want n3", got)
+	}
+	select {
+	case n := <-gone:
+		t.Fatalf("OnPeerGone(%q) once more", n)
+	default:
+	}
+}
+
+func next(t *testing.T, c <-chan string) string {
+	t.Helper()
+	select {
+	case n := <-c:
+		return n
+	case <-time.After(waitTimeout):
+		t.Fatal("OnPeerGone not called")
+		return ""
+	}
+}
