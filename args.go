@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/internal/wire"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -35,7 +36,11 @@ type Args struct {
 var msgpackNil = []byte{0xc0}
 
 // Decode decodes the payload into v, a pointer, as encoding/json or msgpack
-// would. Empty arguments decode as nil.
+// would. Empty arguments decode as nil. Msgpack is checked first (see
+// checkBody): a container header claiming more elements or bytes than the
+// payload holds, nesting deeper than 10,000 levels, or bytes after the value
+// make an error wrapping ErrDecode, so decoding costs memory in proportion
+// to the payload's size whatever its bytes claim.
 func (a Args) Decode(v any) error {
 	var err error
 	switch {
@@ -44,7 +49,7 @@ func (a Args) Decode(v any) error {
 	case a.json:
 		err = json.Unmarshal(a.data, v)
 	default:
-		err = msgpack.Unmarshal(a.data, v)
+		err = wire.Unmarshal(a.data, v)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDecode, err)
@@ -67,7 +72,7 @@ func (a Args) String() string {
 	if err := a.Decode(&v); err != nil {
 		return fmt.Sprintf("<undecodable %d bytes>", len(a.data))
 	}
-	b, err := json.Marshal(jsonSafe(v))
+	b, err := marshalJSON(jsonSafe(v))
 	if err != nil {
 		return fmt.Sprint(v)
 	}
@@ -107,7 +112,38 @@ func (a Args) MarshalJSON() ([]byte, error) {
 	if err := a.Decode(&v); err != nil {
 		return nil, err
 	}
-	return json.Marshal(jsonSafe(v))
+	return marshalJSON(jsonSafe(v))
+}
+
+// marshalJSON is json.Marshal without HTML escaping: text like "<prefix>"
+// reaches a terminal as it is, not as \u003cprefix\u003e.
+func marshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// checkBody checks a payload that came from NATS before anything keeps it:
+// JSON must be valid JSON, msgpack exactly one value whose every length fits
+// in the bytes (wire.Check). Empty is nil arguments in either codec.
+func checkBody(body []byte, isJSON bool) error {
+	switch {
+	case len(body) == 0:
+		return nil
+	case isJSON:
+		if !json.Valid(body) {
+			return fmt.Errorf("%w: body is not valid JSON", ErrDecode)
+		}
+	default:
+		if err := wire.Check(body); err != nil {
+			return fmt.Errorf("%w: %w", ErrDecode, err)
+		}
+	}
+	return nil
 }
 
 // Result is one responder's answer to an RPC.

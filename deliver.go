@@ -87,15 +87,29 @@ type counters struct {
 	lastDropLg atomic.Int64  // unix nanos of the last drop log line
 }
 
-// Stats are counters since the Notifier started.
+// Stats are counters since the Notifier started. As JSON (the stats of
+// `nats micro stats notifier`), every key is snake_case, like the keys the
+// micro service adds beside them.
 type Stats struct {
-	Published   uint64 // Publish calls that sent
-	Delivered   uint64 // Notify calls made
-	Dropped     uint64 // notifications dropped: a full queue or a registration gone
-	Panics      uint64 // recovered panics of Notify and RPCCall
-	Undecodable uint64 // messages that could not be parsed or decoded
-	RPCServed   uint64 // RPCCall invocations
-	RPCErrors   uint64 // RPCCall invocations that failed or panicked
+	// Publish calls that sent, gateway publishes included.
+	Published uint64 `json:"published"`
+	// Notify calls made.
+	Delivered uint64 `json:"delivered"`
+	// Notifications accepted from NATS but not delivered: a full queue, a
+	// full registration removed with notifications queued, a slice that
+	// left with no other slice to draw, a gateway publish too large to route.
+	Dropped uint64 `json:"dropped"`
+	// Recovered panics of Notify, RPCCall and RPCResponse.
+	Panics uint64 `json:"panics"`
+	// Messages from NATS refused because they could not be parsed or
+	// decoded: bad subjects, frames, JSON or msgpack (see Args.Decode).
+	Undecodable uint64 `json:"undecodable"`
+	// RPCCall invocations.
+	RPCServed uint64 `json:"rpc_served"`
+	// RPC answers this Notifier turned into an error: the handler failed or
+	// panicked, its result could not be encoded or exceeded max payload, or
+	// a gateway reply exceeded max payload.
+	RPCErrors uint64 `json:"rpc_errors"`
 }
 
 // Stats returns the Notifier's counters.
@@ -207,32 +221,51 @@ func (n *Notifier) syncFanLocked(r *localReg) error {
 	return nil
 }
 
+// parseRouted splits a routed data message: the address after skip bytes
+// of the subject, the frame header, and the body, which must be valid JSON
+// (FlagJSON) or one msgpack value under wire.Check's bounds. It keeps no
+// state; args shares memory with data.
+func parseRouted(subject string, skip int, data []byte) (object, cmd string, id int64, f bus.Frame, args Args, err error) {
+	object, cmd, id, ok := bus.ParseAddr(subject[skip:])
+	if !ok {
+		return "", "", 0, f, Args{}, fmt.Errorf("%w: subject %q", bus.ErrBadFrame, subject)
+	}
+	f, body, err := bus.ParseFrame(data)
+	if err != nil {
+		return "", "", 0, f, Args{}, err
+	}
+	isJSON := f.Flags&bus.FlagJSON != 0
+	if err := checkBody(body, isJSON); err != nil {
+		return "", "", 0, f, Args{}, err
+	}
+	return object, cmd, id, f, Args{data: body, json: isJSON}, nil
+}
+
 // onFan delivers a message of the fan-out subject to the broadcast
 // registration r.
 func (n *Notifier) onFan(r *localReg, m *nats.Msg, skip int) {
-	if r.removed.Load() {
-		return
-	}
-	_, _, id, ok := bus.ParseAddr(m.Subject[skip:])
-	f, body, err := bus.ParseFrame(m.Data)
-	if !ok || err != nil {
+	_, _, id, _, args, err := parseRouted(m.Subject, skip, m.Data)
+	if err != nil {
 		n.stats.undecoded.Add(1)
-		n.log.Warn("notifier: malformed fan-out publish", "subject", m.Subject)
+		n.log.Warn("notifier: malformed fan-out publish refused", "subject", m.Subject, "err", err)
 		return
 	}
-	n.notify(r, delivery{object: r.key.object, cmd: r.key.cmd, id: id, args: Args{data: body, json: f.Flags&bus.FlagJSON != 0}})
+	if r.removed.Load() {
+		n.dropped("registration removed", r)
+		return
+	}
+	n.notify(r, delivery{object: r.key.object, cmd: r.key.cmd, id: id, args: args})
 }
 
 // onPub handles a publish routed to this Notifier.
 func (n *Notifier) onPub(m *nats.Msg, skip int) {
-	object, cmd, id, ok := bus.ParseAddr(m.Subject[skip:])
-	f, body, err := bus.ParseFrame(m.Data)
-	if !ok || err != nil {
+	object, cmd, id, f, args, err := parseRouted(m.Subject, skip, m.Data)
+	if err != nil {
 		n.stats.undecoded.Add(1)
-		n.log.Warn("notifier: malformed routed publish", "subject", m.Subject)
+		n.log.Warn("notifier: malformed routed publish refused", "subject", m.Subject, "err", err)
 		return
 	}
-	n.deliver(f.Flags, f.Slice, object, cmd, id, Args{data: body, json: f.Flags&bus.FlagJSON != 0})
+	n.deliver(f.Flags, f.Slice, object, cmd, id, args)
 }
 
 // entryPool holds lookup buffers; a lookup result is short-lived.

@@ -20,6 +20,9 @@ var (
 	// ErrInvalidName reports an object or cmd that is empty, longer than 128
 	// bytes, or not a single NATS subject token.
 	ErrInvalidName = errors.New("notifier: invalid name")
+	// ErrInvalidID reports an id in a subject that is not a decimal int64
+	// (a message from outside the library on a gateway subject).
+	ErrInvalidID = errors.New("notifier: invalid id")
 	// ErrInvalidDestination reports a nil or non-comparable destination.
 	ErrInvalidDestination = errors.New("notifier: invalid destination")
 	// ErrInvalidWeight reports a slice weight that is negative, NaN or infinite.

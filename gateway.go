@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ type GatewayResult struct {
 
 // MarshalJSON of RemoteError gives {"code":..,"message":..}.
 func (e *RemoteError) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
+	return marshalJSON(struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	}{e.Code, e.Message})
@@ -79,49 +80,91 @@ func (n *Notifier) subscribeGateway() error {
 	return nil
 }
 
-// gatewayArgs checks a message from outside: its address and its body.
-func (n *Notifier) gatewayArgs(m *nats.Msg, skip int) (object, cmd string, id int64, body []byte, isJSON bool, err error) {
-	object, cmd, id, ok := bus.ParseAddr(m.Subject[skip:])
-	if !ok {
-		return "", "", 0, nil, false, fmt.Errorf("%w: subject %q is not <prefix>.<pub|rpc>.<object>.<cmd>.<id>", ErrInvalidName, m.Subject)
+// gatewayMsg is a message from outside the library, checked.
+type gatewayMsg struct {
+	object, cmd string
+	id          int64
+	body        []byte
+	json        bool
+}
+
+// parseGatewayAddr parses <object>.<cmd>.<id>, the subject after the
+// gateway prefix, telling a bad name from a bad id.
+func parseGatewayAddr(subject, addr string) (object, cmd string, id int64, err error) {
+	object, rest, ok1 := strings.Cut(addr, ".")
+	cmd, ids, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.IndexByte(ids, '.') >= 0 {
+		return "", "", 0, fmt.Errorf("%w: subject %q is not <prefix>.<pub|rpc>.<object>.<cmd>.<id>", ErrInvalidName, subject)
+	}
+	if err := checkNames(object, cmd); err != nil {
+		return "", "", 0, fmt.Errorf("%w (subject %q)", err, subject)
+	}
+	id, perr := strconv.ParseInt(ids, 10, 64)
+	if perr != nil {
+		return "", "", 0, fmt.Errorf("%w: %q in subject %q is not a decimal int64", ErrInvalidID, ids, subject)
+	}
+	return object, cmd, id, nil
+}
+
+// parseGateway checks a message from outside: its address (subject after
+// skip bytes), its Content-Type and its body, which must hold exactly one
+// value: JSON by default, msgpack under wire.Check's bounds. It keeps no
+// state; the body it returns shares memory with data.
+func parseGateway(subject string, skip int, h nats.Header, data []byte) (gatewayMsg, error) {
+	var g gatewayMsg
+	var err error
+	g.object, g.cmd, g.id, err = parseGatewayAddr(subject, subject[skip:])
+	if err != nil {
+		return gatewayMsg{}, err
 	}
 	ct := ""
-	if m.Header != nil {
-		ct = strings.ToLower(strings.TrimSpace(m.Header.Get("Content-Type")))
+	if h != nil {
+		ct = strings.ToLower(strings.TrimSpace(h.Get("Content-Type")))
 		if i := strings.IndexByte(ct, ';'); i >= 0 {
 			ct = strings.TrimSpace(ct[:i])
 		}
 	}
-	body = m.Data
 	switch ct {
 	case "", ContentTypeJSON:
-		isJSON = true
-		if len(body) > 0 && !json.Valid(body) {
-			return "", "", 0, nil, false, fmt.Errorf("%w: body is not valid JSON", ErrDecode)
-		}
+		g.json = true
 	case ContentTypeMsgpack:
-		if len(body) > 0 {
-			if err := (Args{data: body}).Decode(new(any)); err != nil {
-				return "", "", 0, nil, false, err
-			}
-		}
 	default:
-		return "", "", 0, nil, false, fmt.Errorf("%w: unsupported Content-Type %q", ErrDecode, ct)
+		return gatewayMsg{}, fmt.Errorf("%w: unsupported Content-Type %q", ErrDecode, ct)
 	}
-	if len(body) == 0 {
-		isJSON = false // empty is nil args in either codec
+	if err := checkBody(data, g.json); err != nil {
+		return gatewayMsg{}, err
 	}
-	return object, cmd, id, body, isJSON, nil
+	g.body = data
+	if len(data) == 0 {
+		g.json = false // empty is nil args in either codec
+	}
+	return g, nil
 }
 
+// onGatewayPub publishes a message from outside with the full rules. A body
+// that does not fit in the server's max payload with the routing header
+// (19 bytes at most) is refused as a whole, counted in Stats().Dropped and
+// logged: nothing of it is delivered.
 func (n *Notifier) onGatewayPub(m *nats.Msg, skip int) {
-	object, cmd, id, body, isJSON, err := n.gatewayArgs(m, skip)
+	g, err := parseGateway(m.Subject, skip, m.Header, m.Data)
 	if err != nil {
 		n.stats.undecoded.Add(1)
 		n.log.Warn("notifier: gateway publish rejected", "subject", m.Subject, "err", err)
+		if m.Reply != "" {
+			n.gatewayReply(m.Reply, nil, err)
+		}
 		return
 	}
-	if err := n.publish(object, id, cmd, body, isJSON, true, false, 0); err != nil {
+	if err := n.checkSize(g.body); err != nil {
+		n.stats.dropped.Add(1)
+		n.log.Warn("notifier: gateway publish refused", "subject", m.Subject, "err", err)
+		if m.Reply != "" {
+			n.gatewayReply(m.Reply, nil, err)
+		}
+		return
+	}
+	if err := n.publish(g.object, g.id, g.cmd, g.body, g.json, true, false, 0); err != nil {
+		n.stats.dropped.Add(1)
 		n.log.Warn("notifier: gateway publish failed", "subject", m.Subject, "err", err)
 	}
 }
@@ -132,10 +175,16 @@ func (n *Notifier) onGatewayRPC(m *nats.Msg, skip int) {
 		n.log.Warn("notifier: gateway rpc without reply subject", "subject", m.Subject)
 		return
 	}
-	object, cmd, id, body, isJSON, err := n.gatewayArgs(m, skip)
+	g, err := parseGateway(m.Subject, skip, m.Header, m.Data)
 	if err != nil {
 		n.stats.undecoded.Add(1)
 		n.log.Warn("notifier: gateway rpc rejected", "subject", m.Subject, "err", err)
+		n.gatewayReply(m.Reply, nil, err)
+		return
+	}
+	if err := n.checkSize(g.body); err != nil {
+		n.stats.rpcErrors.Add(1)
+		n.log.Warn("notifier: gateway rpc refused", "subject", m.Subject, "err", err)
 		n.gatewayReply(m.Reply, nil, err)
 		return
 	}
@@ -147,11 +196,15 @@ func (n *Notifier) onGatewayRPC(m *nats.Msg, skip int) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		results, err := n.rpc.do(context.Background(), time.Now().Add(n.o.rpcTimeout), object, id, cmd, body, isJSON)
+		results, err := n.rpc.do(context.Background(), time.Now().Add(n.o.rpcTimeout), g.object, g.id, g.cmd, g.body, g.json)
 		n.gatewayReply(m.Reply, results, err)
 	}()
 }
 
+// gatewayReply answers a gateway RPC with JSON. A reply the server would
+// refuse (over its max payload) is replaced by an error reply saying so,
+// counted in Stats().RPCErrors and logged, so the caller never waits out its
+// timeout for an answer that cannot be sent.
 func (n *Notifier) gatewayReply(subject string, results []Result, err error) {
 	r := GatewayReply{Results: make([]GatewayResult, 0, len(results))}
 	for _, res := range results {
@@ -171,14 +224,25 @@ func (n *Notifier) gatewayReply(subject string, results []Result, err error) {
 	if err != nil {
 		r.Error = err.Error()
 	}
-	data, merr := json.Marshal(&r)
+	data, merr := marshalJSON(&r)
 	if merr != nil {
-		data, _ = json.Marshal(&GatewayReply{Results: []GatewayResult{}, Error: "notifier: cannot encode results as JSON: " + merr.Error()})
+		n.stats.rpcErrors.Add(1)
+		n.log.Warn("notifier: gateway reply cannot be encoded as JSON", "err", merr)
+		data, _ = marshalJSON(&GatewayReply{Results: []GatewayResult{}, Error: "notifier: cannot encode results as JSON: " + merr.Error()})
 	}
 	msg := nats.NewMsg(subject)
 	msg.Header.Set("Content-Type", ContentTypeJSON)
 	msg.Data = data
-	if err := n.nc.PublishMsg(msg); err != nil {
-		n.log.Warn("notifier: gateway reply failed", "err", err)
+	perr := n.nc.PublishMsg(msg)
+	if errors.Is(perr, nats.ErrMaxPayload) {
+		n.stats.rpcErrors.Add(1)
+		n.log.Warn("notifier: gateway reply too large, sent an error instead", "bytes", len(data), "max_payload", n.nc.MaxPayload())
+		msg.Data, _ = marshalJSON(&GatewayReply{Results: []GatewayResult{}, Error: fmt.Sprintf(
+			"%s: the JSON reply holding %d results is %d bytes, the server accepts %d",
+			ErrPayloadTooLarge, len(results), len(data), n.nc.MaxPayload())})
+		perr = n.nc.PublishMsg(msg)
+	}
+	if perr != nil {
+		n.log.Warn("notifier: gateway reply failed", "err", perr)
 	}
 }

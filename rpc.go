@@ -14,6 +14,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/wire"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -421,6 +422,11 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 	switch kind {
 	case bus.ReplyValue:
 		cl.answered = true
+		if err := checkBody(body, false); err != nil {
+			c.n.stats.undecoded.Add(1)
+			cl.results = append(cl.results, Result{Err: &RemoteError{Code: CodeDecode, Message: "malformed reply from " + t.node + ": " + err.Error()}})
+			break
+		}
 		cl.results = append(cl.results, Result{Value: Args{data: body}})
 	case bus.ReplyError:
 		cl.answered = true
@@ -495,7 +501,7 @@ type remoteErrorWire struct {
 
 func decodeRemoteError(b []byte) *RemoteError {
 	var w remoteErrorWire
-	if err := msgpack.Unmarshal(b, &w); err != nil {
+	if err := wire.Unmarshal(b, &w); err != nil {
 		return &RemoteError{Code: CodeInternal, Message: "undecodable remote error"}
 	}
 	return &RemoteError{Code: w.Code, Message: w.Message}

@@ -21,12 +21,11 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		n.stats.undecoded.Add(1)
 		return
 	}
-	object, cmd, id, ok := bus.ParseAddr(m.Subject[skip:])
-	f, body, err := bus.ParseFrame(m.Data)
-	if !ok || err != nil {
+	object, cmd, id, f, args, err := parseRouted(m.Subject, skip, m.Data)
+	if err != nil {
 		n.stats.undecoded.Add(1)
-		n.log.Warn("notifier: malformed routed rpc", "subject", m.Subject)
-		n.reply(m.Reply, 1, bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request"}))
+		n.log.Warn("notifier: malformed routed rpc refused", "subject", m.Subject, "err", err)
+		n.reply(m.Reply, 1, bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request: " + err.Error()}))
 		return
 	}
 	var regsBuf [4]*localReg
@@ -69,7 +68,6 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		timeout = time.Duration(f.Timeout) * time.Millisecond
 		timeout -= min(timeout/10, 50*time.Millisecond)
 	}
-	args := Args{data: body, json: f.Flags&bus.FlagJSON != 0}
 	n.mu.RLock()
 	if n.closed {
 		n.mu.RUnlock()
@@ -137,49 +135,57 @@ func (n *Notifier) worker(j rpcJob) {
 	}
 }
 
-// serve runs one handler and sends its reply.
+// serve runs one handler and sends its reply. Whatever fails on this side
+// (the handler, encoding its result, a result too large to send) becomes an
+// error reply, so the caller has its answer before its deadline.
 func (n *Notifier) serve(j rpcJob) {
-	r, reply, total, timeout, object, id, cmd, args := j.r, j.reply, j.total, j.timeout, j.object, j.id, j.cmd, j.args
-	ctx := newHandlerCtx(timeout)
+	ctx := newHandlerCtx(j.timeout)
 	defer ctx.cancel()
 	n.stats.rpcServed.Add(1)
-	v, err := n.callHandler(ctx, r, object, id, cmd, args)
-	kind, body := bus.ReplyNone, []byte(nil)
-	switch {
-	case err != nil:
-		n.stats.rpcErrors.Add(1)
+	v, err := n.callHandler(ctx, j.r, j.object, j.id, j.cmd, j.args)
+	if err != nil {
 		var re *RemoteError
 		if !errors.As(err, &re) {
 			re = &RemoteError{Code: CodeHandler, Message: err.Error()}
 		}
-		kind, body = bus.ReplyError, encodeRemoteError(re)
-	case v != nil:
-		e, b, isJSON, err := encodeArgs(v)
-		switch {
-		case err != nil:
-			kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
-		case isJSON:
-			// Args that came in as JSON (from the gateway) go back as msgpack.
-			var x any
-			if err := (Args{data: b, json: true}).Decode(&x); err != nil {
-				kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
-				break
-			}
-			e2, b2, _, err := encodeArgs(jsonSafe(x))
-			if err != nil {
-				kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()})
-				break
-			}
-			defer e2.release()
-			kind, body = bus.ReplyValue, b2
-		case n.checkSize(b) != nil:
-			kind, body = bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: n.checkSize(b).Error()})
-		default:
-			kind, body = bus.ReplyValue, b
-		}
-		defer e.release()
+		n.stats.rpcErrors.Add(1)
+		n.reply(j.reply, j.total, bus.ReplyError, encodeRemoteError(re))
+		return
 	}
-	n.reply(reply, total, kind, body)
+	if v == nil {
+		n.reply(j.reply, j.total, bus.ReplyNone, nil)
+		return
+	}
+	e, body, err := encodeResult(v)
+	defer e.release()
+	if err != nil {
+		n.stats.rpcErrors.Add(1)
+		n.log.Warn("notifier: rpc result cannot be encoded", "object", j.object, "cmd", j.cmd, "id", j.id, "err", err)
+		n.reply(j.reply, j.total, bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()}))
+		return
+	}
+	n.reply(j.reply, j.total, bus.ReplyValue, body)
+}
+
+// encodeResult encodes a handler's result as msgpack. Args that came in as
+// JSON (from the gateway) go back as msgpack. A panic of a custom encoder
+// is an error.
+func encodeResult(v any) (e *encoder, body []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e, body, err = nil, nil, fmt.Errorf("%w: panic: %v", ErrEncode, p)
+		}
+	}()
+	e, b, isJSON, err := encodeArgs(v)
+	if err != nil || !isJSON {
+		return e, b, err
+	}
+	var x any
+	if err := (Args{data: b, json: true}).Decode(&x); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrEncode, err)
+	}
+	e, b, _, err = encodeArgs(jsonSafe(x))
+	return e, b, err
 }
 
 func (n *Notifier) callHandler(ctx context.Context, r *localReg, object string, id int64, cmd string, args Args) (v any, err error) {
@@ -193,10 +199,21 @@ func (n *Notifier) callHandler(ctx context.Context, r *localReg, object string, 
 	return r.resp.RPCCall(ctx, object, id, cmd, args)
 }
 
+// reply sends one routed RPC reply. A reply the server would refuse (over
+// its max payload) is replaced by an error reply saying so, counted in
+// Stats().RPCErrors and logged.
 func (n *Notifier) reply(subject string, total int, kind byte, body []byte) {
 	b := replyBufs.Get().(*[]byte)
 	*b = bus.AppendReply((*b)[:0], total, kind, body)
-	if err := n.nc.Publish(subject, *b); err != nil { // nats.go copies the data
+	err := n.nc.Publish(subject, *b) // nats.go copies the data
+	if errors.Is(err, nats.ErrMaxPayload) {
+		n.stats.rpcErrors.Add(1)
+		n.log.Warn("notifier: rpc reply too large, sent an error instead", "bytes", len(*b), "max_payload", n.nc.MaxPayload())
+		re := &RemoteError{Code: CodeEncode, Message: fmt.Sprintf("%s: the reply is %d bytes, the server accepts %d", ErrPayloadTooLarge, len(*b), n.nc.MaxPayload())}
+		*b = bus.AppendReply((*b)[:0], total, bus.ReplyError, encodeRemoteError(re))
+		err = n.nc.Publish(subject, *b)
+	}
+	if err != nil {
 		n.log.Warn("notifier: rpc reply failed", "err", err)
 	}
 	if cap(*b) <= 64<<10 {
