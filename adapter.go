@@ -203,6 +203,8 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		Heartbeat: o.heartbeat,
 		Timeout:   o.syncTimeout,
 		Logger:    n.log,
+		// Calls in flight to a Notifier the directory forgot end at once.
+		OnPeerGone: n.rpc.peerGone,
 	})
 	if err != nil {
 		n.unsubscribe()
@@ -460,12 +462,13 @@ func (n *Notifier) unregisterAll(kind bus.Kind, dest any) error {
 }
 
 func (n *Notifier) removeLocked(r *localReg) {
+	slice := r.slice
 	r.slice = true // no longer reached by the fan-out subject
 	_ = n.syncFanLocked(r)
 	delete(n.byKey, r.key)
 	delete(n.byID, r.id)
 	n.local[r.key.kind].Delete(r)
-	r.remove()
+	n.orphaned(r, r.remove(slice), n.closed)
 }
 
 // Subscribe registers dest for every notification (object, id, cmd) whose id

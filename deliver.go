@@ -25,7 +25,8 @@ type localReg struct {
 	resp      Responder
 	queueSize int
 
-	removed atomic.Bool
+	removed      atomic.Bool
+	removedSlice bool // a slice when removed; written before removed is set
 	fan     *nats.Subscription // a broadcast registration's own fan-out subscription; guarded by Notifier.mu
 
 	mu      sync.Mutex // guards the queue
@@ -51,6 +52,7 @@ type delivery struct {
 	object, cmd string
 	id          int64
 	args        Args
+	forwarded   bool // a slice notification drawn again once already
 }
 
 func (r *localReg) wire() bus.Reg {
@@ -67,11 +69,52 @@ func (r *localReg) broadcast() bool {
 	return r.key.kind == bus.KindPub && !r.slice && isBroadcast(r.key.pattern.pattern())
 }
 
-func (r *localReg) remove() {
+// remove marks r removed and returns the notifications still queued.
+func (r *localReg) remove(slice bool) []delivery {
+	r.removedSlice = slice
 	r.removed.Store(true)
 	r.mu.Lock()
+	q := r.queue
 	r.queue, r.spare = nil, nil
 	r.mu.Unlock()
+	return q
+}
+
+// orphaned handles the notifications a removed registration had not yet
+// delivered: a slice's are drawn again, once, among the slices the
+// directory knows once the removal is announced (as late arrivals are, see
+// reroute); a full registration's are counted as dropped (and logged).
+// closed says the Notifier no longer starts goroutines.
+func (n *Notifier) orphaned(r *localReg, ds []delivery, closed bool) {
+	if len(ds) == 0 {
+		return
+	}
+	if !r.removedSlice || closed {
+		for range ds {
+			n.dropped("registration removed with notifications queued", r)
+		}
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		// Unregistration announces the removal under n.mu: once this lock
+		// is had, the directory no longer holds r, so r is not drawn again.
+		n.mu.RLock()
+		n.mu.RUnlock() //nolint:staticcheck // an empty critical section is the barrier
+		for _, d := range ds {
+			if d.forwarded {
+				n.dropped("slice registration removed; drawn again once already", r)
+				continue
+			}
+			switch err := n.publish(d.object, d.id, d.cmd, d.args.data, d.args.json, false, true, bus.FlagForwarded); {
+			case errors.Is(err, errNoSlice):
+				n.dropped("slice registration removed, no other slice left", r)
+			case err != nil:
+				n.dropped("redraw failed: "+err.Error(), r)
+			}
+		}
+	}()
 }
 
 // counters are the Notifier's statistics.
@@ -215,6 +258,10 @@ func (n *Notifier) syncFanLocked(r *localReg) error {
 		if d, err := r.fan.Dropped(); err == nil {
 			n.stats.fanDropped.Add(uint64(d))
 		}
+		// What nats.go still holds for it is never delivered: dropped.
+		if p, _, err := r.fan.Pending(); err == nil && p > 0 {
+			n.stats.fanDropped.Add(uint64(p))
+		}
 		_ = r.fan.Unsubscribe()
 		r.fan = nil
 	}
@@ -305,6 +352,7 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 			n.reroute(flags, object, cmd, id, args)
 			return
 		}
+		d.forwarded = flags&bus.FlagForwarded != 0
 		n.push(r, d)
 	}
 }
@@ -379,9 +427,16 @@ func (n *Notifier) drain(r *localReg) {
 		r.inflight.Store(int32(len(batch)))
 		r.mu.Unlock()
 		for i := range batch {
-			if !r.removed.Load() {
-				n.notify(r, batch[i])
+			if r.removed.Load() {
+				// What the batch still holds goes where the queue went.
+				n.orphaned(r, append([]delivery(nil), batch[i:]...), false)
+				for j := i; j < len(batch); j++ {
+					batch[j] = delivery{}
+				}
+				r.inflight.Store(0)
+				break
 			}
+			n.notify(r, batch[i])
 			r.bytes.Add(-int64(len(batch[i].args.data) + deliveryOverhead))
 			batch[i] = delivery{}
 			r.inflight.Add(-1)

@@ -86,6 +86,10 @@ func TestHostileMsgpack(t *testing.T) {
 	if err := n.RPCRegister(object, notifier.Match{}, cmd, resp); err != nil {
 		t.Fatal(err)
 	}
+	// The fan-out subscription reaches the server before raw clients publish.
+	if err := n.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
 	mp := nats.Header{"Content-Type": []string{notifier.ContentTypeMsgpack}}
 	nodePub := fmt.Sprintf("notifier.node.%s.pub.%s.%s.1", n.Node(), object, cmd)
 	nodeRPC := fmt.Sprintf("notifier.node.%s.rpc.%s.%s.1", n.Node(), object, cmd)
@@ -172,6 +176,9 @@ func TestGarbageRouted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := n.Subscribe(object, notifier.Match{}, cmd, all); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	nodePub := fmt.Sprintf("notifier.node.%s.pub.%s.%s.1", n.Node(), object, cmd)

@@ -402,12 +402,10 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 	}
 	t := cl.targets[idx]
 	if bus.IsNoResponders(m) {
+		// That Notifier is gone: this call and every other call in flight
+		// to it stop waiting for it.
 		drop = t.node
-		if t.flags&bus.FlagSlice != 0 {
-			// Draw again before finishing t, so the call stays open.
-			c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key.Node == t.node })
-		}
-		c.finishLocked(cl, t)
+		c.peerGoneLocked(t.node)
 		return
 	}
 	total, kind, body, err := bus.ParseReply(m.Data)
@@ -444,6 +442,36 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 	}
 }
 
+// peerGone ends, in every call in flight, the wait for the Notifier node,
+// which the directory forgot (Options.OnPeerGone) or NATS reported to have
+// no responders: what it sent is kept, and a slice drawn there that had not
+// answered is drawn again among the remaining slices while the deadline
+// allows.
+func (c *rpcClient) peerGone(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.peerGoneLocked(node)
+}
+
+func (c *rpcClient) peerGoneLocked(node string) {
+	for _, cl := range c.calls {
+		if cl.ended {
+			continue
+		}
+		for i := 0; i < len(cl.targets); i++ { // a redraw appends a target
+			t := cl.targets[i]
+			if t.done || t.node != node {
+				continue
+			}
+			if t.flags&bus.FlagSlice != 0 && t.got == 0 {
+				// Draw again before finishing t, so the call stays open.
+				c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key.Node == node })
+			}
+			c.finishLocked(cl, t)
+		}
+	}
+}
+
 func (c *rpcClient) finishLocked(cl *call, t *target) {
 	t.done = true
 	cl.open--
@@ -462,6 +490,9 @@ func (c *rpcClient) redrawLocked(cl *call, gone func(bus.Entry) bool) {
 		}
 	}
 	cl.slices = kept
+	if !time.Now().Before(cl.deadline) {
+		return
+	}
 	i := match.Pick(cl.slices, c.n.rand)
 	if i < 0 {
 		return
