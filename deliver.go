@@ -26,8 +26,8 @@ type localReg struct {
 	queueSize int
 
 	removed      atomic.Bool
-	removedSlice bool // a slice when removed; written before removed is set
-	fan     *nats.Subscription // a broadcast registration's own fan-out subscription; guarded by Notifier.mu
+	removedSlice bool               // a slice when removed; written before removed is set
+	fan          *nats.Subscription // a broadcast registration's own fan-out subscription; guarded by Notifier.mu
 
 	mu      sync.Mutex // guards the queue
 	queue   []delivery // FIFO, at most queueSize waiting
