@@ -122,7 +122,7 @@ func TestConnectErrorsHaveNoSecret(t *testing.T) {
 		{"wrong token as an option", token.URL(), []nats.Option{nats.Token("wrong-token-2")},
 			[]string{"wrong-token-2"}, token.URL()},
 		{"creds of another operator", jwtSrv.URL(), []nats.Option{nats.UserCredentials(otherOp.CredsFile)},
-			append(strings.Fields(string(otherCreds)), otherOp.UserSeed), jwtSrv.URL()},
+			append(credsSecrets(otherCreds), otherOp.UserSeed), jwtSrv.URL()},
 		{"garbage creds file", jwtSrv.URL(), []nats.Option{nats.UserCredentials(garbage)},
 			[]string{"not-a-creds-file-secret-garbage"}, jwtSrv.URL()},
 		{"wrong nkey seed", users.URL(), []nats.Option{nkeyOpt},
@@ -177,4 +177,16 @@ func TestReconnectLogHasNoToken(t *testing.T) {
 	if !strings.Contains(logs.String(), "xxxxx@127.0.0.1") {
 		t.Errorf("the reconnect line does not name the server:\n%s", logs.String())
 	}
+}
+
+// credsSecrets returns the JWT and the seed of a creds file: its long
+// words, not the decoration around them.
+func credsSecrets(creds []byte) []string {
+	var out []string
+	for _, w := range strings.Fields(string(creds)) {
+		if len(w) >= 40 && !strings.HasPrefix(w, "---") {
+			out = append(out, w)
+		}
+	}
+	return out
 }
