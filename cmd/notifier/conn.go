@@ -51,8 +51,9 @@ type connFlags struct {
 	tlsFirst, noContext                     bool
 
 	// Filled in by check.
-	urls     string        // the servers to connect to
-	natsOpts []nats.Option // credentials and TLS
+	urls       string        // the servers to connect to
+	natsOpts   []nats.Option // credentials and TLS
+	clientCert bool          // a TLS client certificate is given
 }
 
 func addConnFlags(f *cmdFlags) *connFlags {
@@ -107,7 +108,7 @@ func (c *connFlags) check() error {
 	if err != nil {
 		return err
 	}
-	c.urls, c.natsOpts = s.urls, s.opts
+	c.urls, c.natsOpts, c.clientCert = s.urls, s.opts, s.clientCert
 	return nil
 }
 
@@ -150,13 +151,28 @@ func (c *connFlags) connect(cmd string, stderr io.Writer, log *slog.Logger, opts
 		case errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked):
 			fmt.Fprintf(stderr, "notifier %s: cannot connect to NATS at %s: %s (check the credentials: --creds, --nkey, --user/--password, --token, the context, $NATS_*)\n", cmd, urls, detail)
 		case errors.As(err, &netErr) || strings.HasPrefix(err.Error(), "notifier: connect "):
-			fmt.Fprintf(stderr, "notifier %s: cannot connect to NATS at %s: %s\n", cmd, urls, detail)
+			fmt.Fprintf(stderr, "notifier %s: cannot connect to NATS at %s: %s%s\n", cmd, urls, detail, tlsHint(detail, c.clientCert))
 		default:
 			fmt.Fprintf(stderr, "notifier %s: cannot join the bus at %s: %v\n", cmd, urls, err)
 		}
 		return nil, err
 	}
 	return n, nil
+}
+
+// tlsHint suggests the flag that a TLS failure calls for.
+func tlsHint(detail string, clientCert bool) string {
+	switch {
+	case strings.Contains(detail, "x509:"):
+		return " (trust the server's CA with --tlsca)"
+	case strings.Contains(detail, "certificate required"):
+		return " (the server wants a client certificate: --tlscert and --tlskey)"
+	case strings.Contains(detail, "tls error") && !clientCert:
+		return " (if the server wants a client certificate: --tlscert and --tlskey)"
+	case strings.Contains(detail, "TLS handshake first"), strings.Contains(detail, "first record does not look like a TLS handshake"):
+		return " (--tlsfirst must match the server's handshake_first)"
+	}
+	return ""
 }
 
 // newLogger logs to w at level, in slog's text format.

@@ -145,6 +145,29 @@ func mustNKey(t *testing.T, seedFile string) nats.Option {
 	return opt
 }
 
+// TestCLITLSFailuresSayWhy: without the CA, or without a client
+// certificate for mutual TLS, the error says which flag is missing.
+func TestCLITLSFailuresSayWhy(t *testing.T) {
+	certs, err := testenv.GenerateTLS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsSrv := testenv.Run(t, testenv.WithTLS(certs))
+	mutual := testenv.Run(t, testenv.WithMutualTLS(certs))
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--url", tlsSrv.URL()}, "--tlsca"},
+		{[]string{"--url", mutual.URL(), "--tlsca", certs.CAFile}, "--tlscert and --tlskey"},
+	} {
+		code, _, stderr := rpcEcho(t, tt.args...)
+		if code != exitFail || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%q: exit %d, want %d and a hint about %s\nstderr:\n%s", tt.args, code, exitFail, tt.want, stderr)
+		}
+	}
+}
+
 // TestCLIPubSubMutualTLS: pub and sub, not only rpc, work over mutual TLS.
 func TestCLIPubSubMutualTLS(t *testing.T) {
 	certs, err := testenv.GenerateTLS(t.TempDir())

@@ -43,8 +43,9 @@ func (c *credentials) any() bool {
 
 // resolved are the connection settings in force.
 type resolved struct {
-	urls string
-	opts []nats.Option
+	urls       string
+	opts       []nats.Option
+	clientCert bool
 }
 
 // resolve merges flags, the nats context and the environment (in that
@@ -117,6 +118,7 @@ func (c *connFlags) resolve() (resolved, error) {
 			return r, fmt.Errorf("%s %s / %s %s: not a usable certificate and key: %v", cert.from, cert.value, key.from, key.value, err)
 		}
 		r.opts = append(r.opts, nats.ClientCert(cert.value, key.value))
+		r.clientCert = true
 	}
 	if ca.value != "" {
 		data, err := readSmallFile(ca)
