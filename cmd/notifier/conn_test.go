@@ -90,6 +90,11 @@ func TestBadSettingsBeforeConnecting(t *testing.T) {
 			if strings.Contains(stderr, "cannot connect") || stdout != "" {
 				t.Errorf("it tried to connect:\nstdout:\n%s\nstderr:\n%s", stdout, stderr)
 			}
+			for _, secret := range []string{"this is no key", acctKey.Seed} {
+				if strings.Contains(stderr, secret) {
+					t.Errorf("stderr holds the contents of a key file:\n%s", stderr)
+				}
+			}
 		})
 	}
 }
@@ -127,5 +132,21 @@ func TestOtherFlagsBeforeConnecting(t *testing.T) {
 				t.Errorf("exit %d, want %d before connecting\nstderr:\n%s", code, exitUsage, stderr)
 			}
 		})
+	}
+}
+
+// TestHelpDocumentsConnecting: the help of every command that connects
+// lists the nats CLI's flags and says the precedence.
+func TestHelpDocumentsConnecting(t *testing.T) {
+	for _, cmd := range []string{"pub", "rpc", "sub", "serve", "demo"} {
+		code, stdout, _ := runCmd(t, cmd, "--help")
+		if code != exitOK {
+			t.Fatalf("%s --help: exit %d", cmd, code)
+		}
+		for _, want := range []string{"Precedence: flags > context > environment", "-creds", "-nkey", "-tlsca", "-tlsfirst", "-context", "-server", "$NATS_URL"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%s --help does not mention %q", cmd, want)
+			}
+		}
 	}
 }
