@@ -61,6 +61,7 @@ func TestBadSettingsBeforeConnecting(t *testing.T) {
 		{"bad port", nil, []string{"--url", "nats://127.0.0.1:99999"}, `port "99999"`},
 		{"empty URL in list", nil, []string{"--url", url + ","}, "an empty URL"},
 		{"unknown context", nil, []string{"--context", "nosuch"}, `context "nosuch": no such context`},
+		{"blank context", nil, []string{"--context", " "}, "--context is blank"},
 		{"context and no-context", nil, []string{"--context", "x", "--no-context"}, "give one"},
 		{"context file not JSON", nil, []string{"--context", badCtx}, "not a nats context file"},
 		{"context with nsc", nil, []string{"--context", nscCtx}, `"nsc" is not supported`},

@@ -341,6 +341,16 @@ func TestContextPrecedence(t *testing.T) {
 	if strings.Contains(stderr, "ctx-pw") {
 		t.Errorf("the context's password was printed:\n%s", stderr)
 	}
+	// serve joins the context's server with --context (a selected context
+	// alone leaves it embedded).
+	p := startServe(t, "--context", "dev")
+	if !strings.Contains(p.stdout.String(), "NATS at "+srv.URL()) {
+		t.Errorf("serve --context dev did not join %s:\n%s", srv.URL(), p.stdout)
+	}
+	stopServe(t, p)
+	if strings.Contains(p.stdout.String()+p.stderr.String(), "ctx-pw") {
+		t.Errorf("serve printed the context's password")
+	}
 }
 
 // TestJSONFileAndStdin: arguments far beyond a command line's limit (about

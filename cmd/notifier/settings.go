@@ -147,6 +147,9 @@ func (c *connFlags) selectContext() (*natsContext, error) {
 		return nil, nil
 	}
 	name, from := strings.TrimSpace(c.context), "--context"
+	if c.f.isSet("context") && name == "" {
+		return nil, errors.New("--context is blank")
+	}
 	if !c.f.isSet("context") {
 		name, from = getenv("NATS_CONTEXT"), "$NATS_CONTEXT"
 	}
@@ -158,9 +161,6 @@ func (c *connFlags) selectContext() (*natsContext, error) {
 		name, from = selected, "the selected nats context"
 	}
 	if name == "" {
-		if c.f.isSet("context") {
-			return nil, errors.New("--context is blank")
-		}
 		return nil, nil
 	}
 	ctx, err := loadContext(name)
