@@ -106,7 +106,7 @@ func Connect(urls string, opts ...Option) (*Notifier, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
-			o.logger.Info("notifier: reconnected to NATS", "url", c.ConnectedUrlRedacted())
+			o.logger.Info("notifier: reconnected to NATS", "url", redactURLs(c.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
@@ -118,7 +118,7 @@ func Connect(urls string, opts ...Option) (*Notifier, error) {
 	}
 	nc, err := nats.Connect(urls, append(natsOpts, o.natsOpts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("notifier: connect %s: %w", urls, err)
+		return nil, connectError(urls, o.natsOpts, err) // no secret in its text
 	}
 	n, err = newNotifier(nc, true, o)
 	if err != nil {

@@ -85,8 +85,14 @@ func (s *cliSub) waitFor(t testing.TB, subjects ...string) {
 // subject must match) has been printed.
 func startSub(t *testing.T, url, subject, probeSubject string) *cliSub {
 	t.Helper()
+	return startSubs(t, url, []string{subject}, probeSubject)
+}
+
+// startSubs is startSub for `nats sub <subject>...`.
+func startSubs(t *testing.T, url string, subjects []string, probeSubject string) *cliSub {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := cliCommand(ctx, t, url, "sub", subject)
+	cmd := cliCommand(ctx, t, url, append([]string{"sub"}, subjects...)...)
 	s := &cliSub{out: &lineWriter{}}
 	var stderr lineWriter
 	cmd.Stdout, cmd.Stderr = s.out, &stderr

@@ -32,6 +32,8 @@ var ErrRunning = errors.New("testenv: server is running")
 type Server struct {
 	opts    *server.Options // template for each start; ports pinned after the first
 	cluster *cluster        // nil for a stand-alone server
+	conf    string          // nats-server configuration from the options, parsed at each start
+	scheme  string          // of the URL: "" (nats) or "tls"
 	url     string
 
 	// opMu serialises starting and stopping.
@@ -41,21 +43,36 @@ type Server struct {
 	srv *server.Server
 }
 
-// Start starts a stand-alone server on a random loopback port. The caller must
-// call [Server.Shutdown].
-func Start() (*Server, error) {
-	s := &Server{opts: baseOptions()}
+// Start starts a stand-alone server on a random loopback port, configured by
+// opts (none: every client is accepted). The caller must call
+// [Server.Shutdown].
+func Start(opts ...Option) (*Server, error) {
+	var c config
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	conf, err := c.render()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: baseOptions(), conf: conf}
+	if c.tls != nil {
+		s.scheme = "tls"
+	}
 	if err := s.startFirst(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Run starts a stand-alone server on a random loopback port and shuts it down
-// when t ends. It fails t with t.Fatal if the server does not start.
-func Run(t testing.TB) *Server {
+// Run starts a stand-alone server on a random loopback port, configured by
+// opts (none: every client is accepted), and shuts it down when t ends. It
+// fails t with t.Fatal if the server does not start.
+func Run(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	s, err := Start()
+	s, err := Start(opts...)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -63,8 +80,8 @@ func Run(t testing.TB) *Server {
 	return s
 }
 
-// URL returns the client URL, nats://127.0.0.1:<port>. It stays the same
-// across restarts.
+// URL returns the client URL, nats://127.0.0.1:<port> (tls://... for a
+// server started [WithTLS]). It stays the same across restarts.
 func (s *Server) URL() string { return s.url }
 
 // Server returns the running nats-server, or nil while s is stopped. A
@@ -115,7 +132,10 @@ func (s *Server) start() error {
 		return ErrRunning
 	}
 	deadline := time.Now().Add(readyTimeout)
-	opts := s.opts.Clone()
+	opts, err := s.options()
+	if err != nil {
+		return err
+	}
 	if s.cluster != nil {
 		opts.Routes = s.cluster.routesExcept(s)
 	}
@@ -140,7 +160,11 @@ func (s *Server) start() error {
 
 // startFirst starts s on random ports and pins them in s.opts.
 func (s *Server) startFirst() error {
-	srv, err := startServer(s.opts.Clone(), time.Now().Add(readyTimeout))
+	opts, err := s.options()
+	if err != nil {
+		return err
+	}
+	srv, err := startServer(opts, time.Now().Add(readyTimeout))
 	if err != nil {
 		return err
 	}
@@ -149,7 +173,11 @@ func (s *Server) startFirst() error {
 	if s.cluster != nil {
 		s.opts.Cluster.Port = srv.ClusterAddr().Port
 	}
-	s.url = "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
+	scheme := "nats"
+	if s.scheme != "" {
+		scheme = s.scheme
+	}
+	s.url = scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port))
 	s.setServer(srv)
 	return nil
 }
@@ -170,6 +198,24 @@ func (s *Server) stop() {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	}
+}
+
+// options returns the server options of the next start: s.opts with the
+// configuration parsed afresh (a server keeps pointers into its options, such
+// as accounts, so no two starts share them).
+func (s *Server) options() (*server.Options, error) {
+	opts := s.opts.Clone()
+	if s.conf == "" {
+		return opts, nil
+	}
+	parsed := &server.Options{}
+	if err := parsed.ProcessConfigString(s.conf); err != nil {
+		return nil, fmt.Errorf("testenv: server configuration: %w", err)
+	}
+	parsed.Host, parsed.Port = opts.Host, opts.Port
+	parsed.NoLog, parsed.NoSigs = true, true
+	parsed.ServerName = opts.ServerName
+	return parsed, nil
 }
 
 // baseOptions are the options of a quiet stand-alone server on a random

@@ -44,11 +44,9 @@ const (
 // demoWait bounds each wait of the demo for deliveries and answers.
 const demoWait = 10 * time.Second
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	f := newFlags("demo", "[flags]", demoDoc)
-	var conn connFlags
-	f.StringVar(&conn.url, "url", "", "use the NATS server at these `URLs` instead of an embedded one")
-	f.StringVar(&conn.prefix, "prefix", notifier.DefaultPrefix, "first subject token(s) of the bus")
+	conn := addConnFlagsFor(f, "use the NATS server at these `URLs` instead of an embedded one")
 	count := f.Int("n", 1000, "`number` of notifications A publishes")
 	seed := f.Uint64("seed", 1, "`seed` of the weighted draws (0: a random one)")
 	if code, ok := f.parse(args, stdout, stderr); !ok {
@@ -57,18 +55,26 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *count < 1 {
 		return f.fail(stderr, "--n %d: want at least 1", *count)
 	}
-	if err := conn.checkPrefix(); err != nil {
+	embedded := !conn.urlSet() && !f.isSet("context") // a selected context alone does not count
+	if embedded {
+		if name := conn.joinFlagsSet(); name != "" {
+			return f.fail(stderr, "--%s is for a NATS server of yours: give it with -s/--server/--url or --context", name)
+		}
+		if err := conn.checkPrefix(); err != nil {
+			return f.fail(stderr, "%v", err)
+		}
+	} else if err := conn.check(); err != nil {
 		return f.fail(stderr, "%v", err)
 	}
-	where := "at " + redactURLs(conn.url)
-	if conn.url == "" {
+	where := "at " + redactURLs(conn.urls)
+	if embedded {
 		srv, err := testenv.Start()
 		if err != nil {
 			fmt.Fprintf(stderr, "notifier demo: %v\n", err)
 			return exitFail
 		}
 		defer srv.Shutdown()
-		conn.url = srv.URL()
+		conn.urls = srv.URL()
 		where = "embedded at " + srv.URL()
 	}
 	if *seed == 0 {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -17,6 +18,7 @@ type cmdFlags struct {
 	*flag.FlagSet
 	synopsis string // "[flags]" and the like, after "notifier <name>"
 	doc      string // paragraphs between the synopsis and the flags
+	footer   string // paragraphs after the flags
 }
 
 func newFlags(name, synopsis, doc string) *cmdFlags {
@@ -55,6 +57,7 @@ func (f *cmdFlags) usage(w io.Writer) {
 	f.SetOutput(w)
 	f.PrintDefaults()
 	f.SetOutput(io.Discard)
+	fmt.Fprint(w, f.footer)
 }
 
 // isSet reports whether the flag name was given on the command line.
@@ -117,10 +120,10 @@ func parseJSONArgs(s string) (any, error) {
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("--json: invalid JSON: %w", err)
+		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("--json: invalid JSON: more than one value")
+		return nil, errors.New("invalid JSON: more than one value")
 	}
 	return numbers(v), nil
 }
@@ -170,28 +173,79 @@ func (nf nameFlags) check() error {
 	return checkName("cmd", *nf.cmd)
 }
 
+// maxJSONArgs bounds the JSON arguments read from a file or stdin: far
+// above any server's max payload (1 MiB by default, 64 MiB at most).
+const maxJSONArgs = 64 << 20
+
 // targetFlags address one destination and its arguments: --object, --cmd,
-// a required --id and --json, for pub and rpc.
+// a required --id, and --json or --json-file, for pub and rpc.
 type targetFlags struct {
 	nameFlags
-	id   int64Flag
-	json *string
+	id       int64Flag
+	json     *string
+	jsonFile *string
 }
 
 func addTargetFlags(f *cmdFlags, what, jsonHelp string) *targetFlags {
 	t := &targetFlags{nameFlags: addNameFlags(f, what)}
 	f.Var(&t.id, "id", "destination `id`, a 64-bit integer (required)")
-	t.json = f.String("json", "", jsonHelp)
+	t.json = f.String("json", "", jsonHelp+"; - reads them from stdin")
+	t.jsonFile = f.String("json-file", "", "read the arguments as JSON from `file` (- for stdin), for arguments too long for a command line")
 	return t
 }
 
-// args checks the names and the id, and returns the decoded --json.
-func (t *targetFlags) args() (any, error) {
+// args checks the names and the id, and returns the decoded arguments of
+// --json or --json-file, read from stdin for "-".
+func (t *targetFlags) args(f *cmdFlags, stdin io.Reader) (any, error) {
 	if err := t.check(); err != nil {
 		return nil, err
 	}
 	if !t.id.set {
 		return nil, errors.New("--id is required")
 	}
-	return parseJSONArgs(*t.json)
+	if f.isSet("json") && f.isSet("json-file") {
+		return nil, errors.New("give --json or --json-file, not both")
+	}
+	switch {
+	case f.isSet("json-file"):
+		return readJSONArgs("--json-file "+*t.jsonFile, *t.jsonFile, stdin)
+	case *t.json == "-":
+		return readJSONArgs("--json - (stdin)", "-", stdin)
+	}
+	v, err := parseJSONArgs(*t.json)
+	if err != nil {
+		return nil, fmt.Errorf("--json: %w", err)
+	}
+	return v, nil
+}
+
+// readJSONArgs reads JSON arguments from path, or stdin for "-", at most
+// maxJSONArgs bytes.
+func readJSONArgs(what, path string, stdin io.Reader) (any, error) {
+	r := stdin
+	if path != "-" {
+		if path == "" {
+			return nil, errors.New("--json-file is blank")
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, errors.Unwrap(err))
+		}
+		defer f.Close()
+		r = f
+	} else if r == nil {
+		return nil, fmt.Errorf("%s: no standard input", what)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxJSONArgs+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(data) > maxJSONArgs {
+		return nil, fmt.Errorf("%s: more than %d MiB", what, maxJSONArgs>>20)
+	}
+	v, err := parseJSONArgs(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
 }

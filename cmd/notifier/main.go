@@ -29,7 +29,7 @@ const (
 type command struct {
 	name    string
 	summary string // one line, for the command list
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+	run     func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 }
 
 // commands in the order "notifier help" lists them.
@@ -43,14 +43,14 @@ var commands = []command{
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run runs the command line args (without the program name) and returns the
 // exit code. Cancelling ctx stops a running command, as SIGINT does.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		printUsage(stderr)
 		return exitUsage
@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			printUsage(stderr)
 			return exitUsage
 		}
-		return c.run(ctx, []string{"--help"}, stdout, stderr)
+		return c.run(ctx, []string{"--help"}, stdin, stdout, stderr)
 	default:
 		c, ok := lookup(name)
 		if !ok {
@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			printUsage(stderr)
 			return exitUsage
 		}
-		return c.run(ctx, args[1:], stdout, stderr)
+		return c.run(ctx, args[1:], stdin, stdout, stderr)
 	}
 }
 
@@ -119,8 +119,10 @@ Start here:
   notifier rpc --object demo --cmd echo --id 1 --json '"hi"'
 
 Run "notifier <command> --help" for the flags of a command. Flags may be
-written -flag or --flag. The commands that connect read the server URL from
---url, else $NATS_URL, else nats://127.0.0.1:4222.
+written -flag or --flag. The commands that connect take the nats CLI's
+connection flags (-s/--server, --creds, --nkey, --user, --password, --token,
+--tlsca, --tlscert, --tlskey, --tlsfirst, --context), read its contexts, and
+$NATS_URL; precedence flags > context > environment.
 
 Exit status: 0 success, 1 failure (NATS unreachable, an RPC error, ...),
 2 bad command line.

@@ -3,12 +3,34 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// TestMain keeps the tests from reading the user's nats contexts or NATS_*
+// environment: a private, empty configuration directory.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "notifier-cmd-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "NATS_") {
+			os.Unsetenv(k)
+		}
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // waitTimeout bounds every wait of these tests.
 const waitTimeout = 15 * time.Second
@@ -39,13 +61,19 @@ type proc struct {
 	done           chan int // receives the exit code
 }
 
-// start runs the command line args in the background. The test's cleanup
-// cancels it and waits for it to end.
+// start runs the command line args in the background, with an empty stdin.
+// The test's cleanup cancels it and waits for it to end.
 func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	return startIn(t, strings.NewReader(""), args...)
+}
+
+// startIn is start with stdin.
+func startIn(t *testing.T, stdin io.Reader, args ...string) *proc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &proc{args: args, stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
-	go func() { p.done <- run(ctx, args, p.stdout, p.stderr) }()
+	go func() { p.done <- run(ctx, args, stdin, p.stdout, p.stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

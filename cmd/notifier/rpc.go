@@ -20,7 +20,8 @@ Error codes: 1 handler error, 2 handler panic, 3 result not encodable,
 4 arguments not decodable, 5 internal.
 
 Exit status is 1 when the call fails (no responders, timeout: the answers that
-arrived are printed first) or when any responder failed.
+arrived are printed first) or when any responder failed. The arguments are
+JSON: --json, or --json-file for a file, "-" for stdin.
 
 Examples:
   notifier rpc --object demo --cmd echo --id 1 --json '"hi"'
@@ -28,7 +29,7 @@ Examples:
   nats req notifier.rpc.demo.echo.1 '"hi"'   # the same with the nats CLI
 `
 
-func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runRPC(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	f := newFlags("rpc", "--object O --cmd C --id N [--json J] [flags]", rpcDoc)
 	conn := addConnFlags(f)
 	target := addTargetFlags(f, "call", "arguments as `JSON` (default: nil)")
@@ -36,15 +37,15 @@ func runRPC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, ok := f.parse(args, stdout, stderr); !ok {
 		return code
 	}
-	if err := conn.check(); err != nil {
-		return f.fail(stderr, "%v", err)
-	}
-	v, err := target.args()
+	v, err := target.args(f, stdin)
 	if err != nil {
 		return f.fail(stderr, "%v", err)
 	}
 	if *timeout <= 0 {
 		return f.fail(stderr, "--timeout %v: want a positive duration", *timeout)
+	}
+	if err := conn.check(); err != nil {
+		return f.fail(stderr, "%v", err)
 	}
 
 	n, err := conn.connect("rpc", stderr, newLogger(stderr, slog.LevelWarn))

@@ -26,14 +26,12 @@ Examples:
   notifier serve --port 4223 --cluster-port 6223 --routes nats://127.0.0.1:6222
 `
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	f := newFlags("serve", "[flags]", serveDoc)
-	var conn connFlags
-	f.StringVar(&conn.url, "url", "", "join the NATS system at these `URLs` (comma-separated) instead of running a server")
-	f.StringVar(&conn.prefix, "prefix", "notifier", "first subject token(s) of the bus")
+	conn := addConnFlagsFor(f, "join the NATS system at these `URLs` (comma-separated) instead of running a server")
 	var sc serverConfig
 	f.StringVar(&sc.host, "host", "127.0.0.1", "embedded server: client and cluster listen `address` (0.0.0.0: every interface)")
-	f.IntVar(&sc.port, "port", nats.DefaultPort, "embedded server: client `port` (-1: random)")
+	f.IntVar(&sc.port, "port", nats.DefaultPort, "embedded server: client `port`, 1-65535 (-1: random; 0 is refused, nats-server would read it as 4222)")
 	f.StringVar(&sc.name, "name", "", "embedded server: server `name` (default: its random ID)")
 	f.StringVar(&sc.clusterName, "cluster-name", "notifier", "embedded server: cluster `name` (with --cluster-port)")
 	f.IntVar(&sc.clusterPort, "cluster-port", 0, "embedded server: cluster `port` for routes from other servers (0: no cluster, -1: random)")
@@ -42,16 +40,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code, ok := f.parse(args, stdout, stderr); !ok {
 		return code
 	}
-	embedded := conn.url == ""
+	// A selected nats context alone does not make serve join: it needs
+	// -s/--server/--url or --context.
+	embedded := !conn.urlSet() && !f.isSet("context")
 	if !embedded {
 		for _, name := range []string{"host", "port", "name", "cluster-name", "cluster-port", "routes"} {
 			if f.isSet(name) {
 				return f.fail(stderr, "--%s is for the embedded server; with --url serve joins an existing NATS system", name)
 			}
 		}
+		if err := conn.check(); err != nil {
+			return f.fail(stderr, "%v", err)
+		}
 	} else {
+		if name := conn.joinFlagsSet(); name != "" {
+			return f.fail(stderr, "--%s is for joining a NATS system: give it with -s/--server/--url or --context", name)
+		}
 		switch {
-		case sc.port < -1 || sc.port > 65535:
+		case sc.port == 0 || sc.port < -1 || sc.port > 65535:
 			return f.fail(stderr, "--port %d: want 1-65535, or -1 for a random port", sc.port)
 		case sc.clusterPort < -1 || sc.clusterPort > 65535:
 			return f.fail(stderr, "--cluster-port %d: want 1-65535, -1 for a random port, or 0 for none", sc.clusterPort)
@@ -64,7 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log := newLogger(stderr, slog.LevelInfo)
 
-	where := "at " + redactURLs(conn.url)
+	where := "at " + redactURLs(conn.urls)
 	if embedded {
 		srv, url, err := startServer(sc, log)
 		if err != nil {
@@ -75,7 +81,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			srv.Shutdown()
 			srv.WaitForShutdown()
 		}()
-		conn.url = url
+		conn.urls = url
 		where = "embedded, listening on " + url
 		if sc.clusterPort != 0 {
 			where += fmt.Sprintf(", cluster %q on port %d", sc.clusterName, srv.ClusterAddr().Port)
@@ -104,7 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // printServiceHelp prints the example service's subjects and commands to try.
-func printServiceHelp(w io.Writer, conn connFlags, eps []endpoint) {
+func printServiceHelp(w io.Writer, conn *connFlags, eps []endpoint) {
 	fmt.Fprintf(w, "Example service %q:\n", serviceObject)
 	for _, ep := range eps {
 		subj := fmt.Sprintf("%s.%s.%s.%s.<id>", conn.prefix, ep.kind, serviceObject, ep.cmd)
@@ -112,9 +118,9 @@ func printServiceHelp(w io.Writer, conn connFlags, eps []endpoint) {
 	}
 	// Flags to reach this bus from another terminal, when not the defaults.
 	natsFlags, ourFlags := "", ""
-	if conn.url != nats.DefaultURL {
-		natsFlags = " -s " + redactURLs(conn.url)
-		ourFlags = " --url " + redactURLs(conn.url)
+	if conn.urls != nats.DefaultURL {
+		natsFlags = " -s " + redactURLs(conn.urls)
+		ourFlags = " --url " + redactURLs(conn.urls)
 	}
 	if conn.prefix != "notifier" {
 		ourFlags += " --prefix " + conn.prefix

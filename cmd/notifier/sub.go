@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 
 	"github.com/natsnotifier/notifier"
@@ -28,7 +29,7 @@ Examples:
   notifier sub --object demo --cmd work --slice --weight 3 --count 10
 `
 
-func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runSub(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	f := newFlags("sub", "--object O --cmd C [--id N | --mask M --value V] [flags]", subDoc)
 	conn := addConnFlags(f)
 	names := addNameFlags(f, "watch")
@@ -41,9 +42,6 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	count := f.Int("count", 0, "exit after `N` notifications (0: run until interrupted)")
 	if code, ok := f.parse(args, stdout, stderr); !ok {
 		return code
-	}
-	if err := conn.check(); err != nil {
-		return f.fail(stderr, "%v", err)
 	}
 	if err := names.check(); err != nil {
 		return f.fail(stderr, "%v", err)
@@ -60,8 +58,14 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.isSet("weight") && !*slice {
 		return f.fail(stderr, "--weight needs --slice")
 	}
+	if *slice && (math.IsNaN(*weight) || math.IsInf(*weight, 0) || *weight < 0) {
+		return f.fail(stderr, "--weight %v: want a finite number, 0 or more (0 is standby)", *weight)
+	}
 	if *count < 0 {
 		return f.fail(stderr, "--count %d: want 0 or more", *count)
+	}
+	if err := conn.check(); err != nil {
+		return f.fail(stderr, "%v", err)
 	}
 
 	n, err := conn.connect("sub", stderr, newLogger(stderr, slog.LevelWarn))

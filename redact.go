@@ -1,0 +1,115 @@
+package notifier
+
+import (
+	"cmp"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+)
+
+// redacted replaces a secret in messages.
+const redacted = "xxxxx"
+
+// redactURLs returns urls, a comma-separated list of NATS server URLs, with
+// the credentials of each replaced by "xxxxx": the password of user:password
+// (the user name stays), or the whole user part when it is alone (a token or
+// an nkey). It works on the text, so a URL that does not parse is redacted
+// too.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		parts[i] = redactURL(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+// redactURL is redactURLs for one URL.
+func redactURL(u string) string {
+	start, at := userInfo(u)
+	if at < 0 {
+		return u
+	}
+	user := u[start:at]
+	if name, _, ok := strings.Cut(user, ":"); ok {
+		return u[:start] + name + ":" + redacted + u[at:]
+	}
+	return u[:start] + redacted + u[at:]
+}
+
+// userInfo returns where the user information of u starts and the index of
+// the '@' that ends it, or at = -1 when u has none.
+func userInfo(u string) (start, at int) {
+	if i := strings.Index(u, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	end := len(u)
+	if i := strings.IndexAny(u[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	at = strings.LastIndexByte(u[start:end], '@')
+	if at < 0 {
+		return start, -1
+	}
+	return start, start + at
+}
+
+// connectSecrets returns every secret that a failed connection could put
+// into an error: the passwords and tokens in urls, raw and unescaped, and
+// those given as nats options (nats.UserInfo, nats.Token).
+func connectSecrets(urls string, opts []nats.Option) []string {
+	var secrets []string
+	for _, u := range strings.Split(urls, ",") {
+		start, at := userInfo(strings.TrimSpace(u))
+		if at < 0 {
+			continue
+		}
+		user := strings.TrimSpace(u)[start:at]
+		if _, pw, ok := strings.Cut(user, ":"); ok {
+			user = pw // the name is no secret
+		}
+		secrets = append(secrets, user)
+		if dec, err := url.PathUnescape(user); err == nil {
+			secrets = append(secrets, dec)
+		}
+	}
+	o := nats.GetDefaultOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			_ = opt(&o) // only to read what it sets; nats.Connect reports errors
+		}
+	}
+	secrets = append(secrets, o.Password, o.Token)
+	secrets = slices.DeleteFunc(secrets, func(s string) bool { return s == "" })
+	// Longest first, so that a secret containing another is replaced whole.
+	slices.SortFunc(secrets, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	return slices.Compact(secrets)
+}
+
+// scrub replaces every secret in s.
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		s = strings.ReplaceAll(s, sec, redacted)
+	}
+	return s
+}
+
+// redactedError is an error whose message has its secrets replaced; Unwrap
+// gives the original error, for errors.Is and errors.As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// connectError is the error of Connect when nats.Connect fails: it names the
+// servers with their credentials redacted, and carries no secret from urls
+// or opts in its message.
+func connectError(urls string, opts []nats.Option, err error) error {
+	secrets := connectSecrets(urls, opts)
+	msg := "notifier: connect " + redactURLs(urls) + ": " + err.Error()
+	return &redactedError{msg: scrub(msg, secrets), err: err}
+}
