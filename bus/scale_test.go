@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -90,4 +91,41 @@ func TestClusterScale(t *testing.T) {
 		eventually(t, 3*time.Second+time.Second, func() bool { return d.Len(KindPub) == 10*(n-1) }, "node %d drops node 50", i)
 	}
 	t.Logf("closed node dropped by all %d others after %v", n-1, time.Since(start))
+}
+
+// TestIdleScale measures idle traffic of N nodes (10 registrations each)
+// on one server, N from $NOTIFIER_SCALE_N (skipped without it): the
+// stand-in for the bench rows, see the README "Scale" section.
+func TestIdleScale(t *testing.T) {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv("NOTIFIER_SCALE_N"), &n); err != nil || n < 2 {
+		t.Skip("set NOTIFIER_SCALE_N")
+	}
+	s := startServer(t)
+	dirs := make([]*Directory, n)
+	start := time.Now()
+	for i := range n {
+		dirs[i] = join(t, testenv.Connect(t, s.URL()), fmt.Sprintf("n%04d", i), withHeartbeat(DefaultHeartbeat), withTimeout(DefaultTimeout))
+		if err := dirs[i].Announce(scaleRegs(i), nil).Wait(waitTimeout); err != nil {
+			t.Fatalf("node %d registrations: %v", i, err)
+		}
+	}
+	t.Logf("%d joins and 10 registrations each in %v", n, time.Since(start))
+	v0, _ := s.Server().Varz(nil)
+	t0 := time.Now()
+	<-time.After(5 * DefaultHeartbeat) // the measurement window
+	v1, _ := s.Server().Varz(nil)
+	secs := time.Since(t0).Seconds()
+	t.Logf("N=%d idle: %.0f msgs/s in, %.0f out, %.0f bytes/s in, %.0f out", n,
+		float64(v1.InMsgs-v0.InMsgs)/secs, float64(v1.OutMsgs-v0.OutMsgs)/secs,
+		float64(v1.InBytes-v0.InBytes)/secs, float64(v1.OutBytes-v0.OutBytes)/secs)
+	var und, forged, drops uint64
+	for _, d := range dirs {
+		st := d.Stats()
+		und, forged, drops = und+st.Undecodable, forged+st.Forged, drops+st.DropsReported
+	}
+	t.Logf("undecodable %d, forged %d, drops %d", und, forged, drops)
+	if und+forged+drops != 0 {
+		t.Errorf("idle bus: undecodable %d, forged %d, drops %d", und, forged, drops)
+	}
 }
