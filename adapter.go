@@ -361,7 +361,6 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 	if err := checkWeight(weight); err != nil {
 		return err
 	}
-	key := regKey{kind: kind, object: object, cmd: cmd, pattern: id, dest: dest}
 	n.mu.Lock()
 	// Close sets closing before it collects the fan-out subscriptions under
 	// n.mu: a registration that gets the lock later must not add one.
@@ -369,34 +368,12 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 		n.mu.Unlock()
 		return ErrClosed
 	}
-	r := n.byKey[key]
-	if r != nil && r.slice == slice && r.weight == weight {
-		n.mu.Unlock()
-		return nil // already registered just so
-	}
-	isNew := r == nil
-	if isNew {
-		n.nextID++
-		r = &localReg{id: n.nextID, key: key, queueSize: n.o.queueSize}
-		if kind == bus.KindRPC {
-			r.resp = dest.(Responder)
-		} else {
-			r.sub = dest.(Subscriber)
-		}
-	}
-	r.slice, r.weight = slice, weight
-	// Subscribed before the registration is announced, so the subscription
-	// reaches every server before any peer routes to it.
-	if err := n.syncFanLocked(r); err != nil {
+	w, changed, err := n.registerLocked(kind, object, id, cmd, dest, slice, weight)
+	if err != nil || !changed {
 		n.mu.Unlock()
 		return err
 	}
-	if isNew {
-		n.byKey[key] = r
-		n.byID[r.id] = r
-	}
-	n.local[kind].Put(match.Entry[*localReg]{Object: object, Cmd: cmd, Pattern: id.pattern(), Slice: slice, Weight: weight, Key: r})
-	p := n.dir.Announce([]bus.Reg{r.wire()}, nil)
+	p := n.dir.Announce([]bus.Reg{w}, nil)
 	n.mu.Unlock()
 	return n.wait(p)
 }

@@ -83,10 +83,10 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithHeartbeat sets how often a Notifier announces itself. A peer silent
-// for three heartbeats is dropped, so a Notifier that dies without a goodbye
-// stops receiving traffic within four heartbeats. Default 1s (dropped
-// within 4s).
+// WithHeartbeat sets how often a Notifier probes its two successors on the
+// ring of Notifiers. A Notifier whose connection closes without a goodbye is
+// dropped by all within one heartbeat, one that freezes within two.
+// Default 1s.
 func WithHeartbeat(d time.Duration) Option {
 	return func(o *options) error {
 		if d < time.Millisecond {

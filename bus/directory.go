@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -17,9 +18,13 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultHeartbeat   = time.Second
-	DefaultExpiryBeats = 3 // a peer silent for this many heartbeats is dropped
-	DefaultTimeout     = 2 * time.Second
+	DefaultHeartbeat = time.Second // probe period
+	DefaultTimeout   = 2 * time.Second
+
+	// DefaultExpiryBeats is kept for callers that computed an expiry from
+	// it. A peer is now dropped after Expiry (default one Heartbeat) of
+	// unanswered probes.
+	DefaultExpiryBeats = 1
 )
 
 // ErrClosed is returned by a Directory after Close.
@@ -31,23 +36,66 @@ type Options struct {
 	Subjects Subjects
 	Node     string // this node's ID: a valid subject token, unique on the bus
 
-	// Heartbeat is how often the node announces itself. Default DefaultHeartbeat.
+	// Heartbeat is how often the node probes its two successors on the
+	// ring. Default DefaultHeartbeat.
 	Heartbeat time.Duration
-	// Expiry is how long a silent peer is kept. Default DefaultExpiryBeats*Heartbeat.
+	// Expiry is how long a successor may leave probes unanswered before it
+	// is reported gone: two probes in a row of Expiry/2 each. Default one
+	// Heartbeat. A successor whose connection is gone ("no responders") is
+	// reported at the first probe.
 	Expiry time.Duration
 	// Timeout bounds each directory request (member list, table fetch). Default DefaultTimeout.
 	Timeout time.Duration
 	Logger  *slog.Logger
 
 	// OnPeerGone, if set, is called with a node's ID each time the directory
-	// forgets that node (goodbye, silence, no responders, failed fetch). Calls
-	// come from one goroutine owned by the Directory, in order, never under
-	// its lock; a slow callback delays only later OnPeerGone calls.
+	// forgets that node (goodbye, failed probes, a drop reported by another
+	// node, no responders, failed fetch). Calls come from one goroutine owned
+	// by the Directory, in order, never under its lock; a slow callback
+	// delays only later OnPeerGone calls.
 	OnPeerGone func(node string)
+}
+
+// Stats are counters of one Directory since it joined.
+type Stats struct {
+	// Undecodable counts directory messages that could not be decoded, or
+	// were of a type this version does not know. Each is logged.
+	Undecodable uint64
+	// Forged counts directory messages that claimed another node than the
+	// subject they came on, and messages in this node's name it did not send.
+	Forged uint64
+	// Fetches counts table fetches made; RepairsSkipped those a repair
+	// wanted but the rate limit put off to a later probe round.
+	Fetches, RepairsSkipped uint64
+	// ProbesSent counts ring probes; DropsReported the peers this node's
+	// probes found gone; Reannounced how often this node re-announced
+	// itself after it was reported gone or impersonated.
+	ProbesSent, DropsReported, Reannounced uint64
+	// Batches counts the announcements of registration changes; Changes
+	// the Announce calls they carried (group commit: Changes/Batches per
+	// announcement).
+	Batches, Changes uint64
+}
+
+type counters struct {
+	undecodable, forged, fetches, repairsSkipped atomic.Uint64
+	probes, drops, reannounced, batches, changes atomic.Uint64
 }
 
 // Directory is one node's live view of every registration on the bus,
 // its own included. All methods are safe for concurrent use.
+//
+// Failure detection: the nodes, sorted by ID, form a ring; every Heartbeat
+// each node probes its two successors. A probe answered "no responders",
+// or two probes in a row unanswered, make the prober drop the successor and
+// announce the drop to all. A node that hears itself reported gone (or sees
+// a message in its name it did not send) re-announces its whole table
+// under a higher version. A probe's answer carries the successor's table
+// version and a digest of its view (XOR of a hash of every (node, version)
+// it holds): a version or digest that differs twice in a row makes the
+// prober fetch what it lacks, so a lost announcement is repaired within
+// two probe rounds. Idle traffic is two probes and two answers per node
+// per Heartbeat: 4N messages into the server and 4N out per second.
 type Directory struct {
 	o  Options
 	nc *nats.Conn
@@ -57,18 +105,38 @@ type Directory struct {
 	peers   map[string]*peer
 	own     map[uint64]Reg // this node's registrations
 	ver     uint64         // version of own
+	digest  uint64         // XOR of verHash over every node held, this one included
 	waiters map[*waiter]struct{}
 	leaving bool // Close began: goodbye sent
 	closed  bool
+
+	// Group commit: changes announced but not yet published, and the
+	// waiters of the calls that made them.
+	pend       map[uint64]*Reg // nil: deleted
+	batch      []*waiter
+	commitWake chan struct{} // buffered 1
+
+	probing map[string]bool // probes in flight, by successor
+	limiter tokens          // repair fetches and verifications
+
+	reannounce chan struct{} // buffered 1
+	lastReann  time.Time     // under mu
 
 	subs   []*nats.Subscription
 	ctx    context.Context // canceled by Close; bounds every request
 	cancel context.CancelFunc
 	resync chan struct{} // buffered 1: a pending resync request is enough
 
+	// Table fetches share one wildcard inbox subscription.
+	inbox    string
+	fetchMu  sync.Mutex
+	fetchSeq uint64
+	fetchChs map[string]chan *nats.Msg
+
 	gone     []string      // dropped nodes not yet passed to OnPeerGone; under mu
 	goneWake chan struct{} // buffered 1: gone has entries
 
+	stats       counters
 	reconnected atomic.Int64 // unix nanoseconds of the last reconnect
 	wg          sync.WaitGroup
 }
@@ -77,12 +145,17 @@ type Directory struct {
 type peer struct {
 	ver      uint64          // version of its table we hold
 	regs     map[uint64]Kind // its registrations we hold, by ID
-	seen     time.Time       // last message from it
 	acked    uint64          // highest of our versions it acknowledged
 	fetching bool            // a table fetch is in flight
 	fetched  chan struct{}   // closed when the fetch in flight ends
 	buffered []*announcement // deltas received during the fetch
 	acks     []pendingAck    // acknowledgements owed once ver reaches them
+
+	unverified bool // learned indirectly; not waited for until its table is in
+
+	// Probe bookkeeping (as a successor of this node).
+	verOff, digestOff bool // the last answer differed from what we hold
+	wantVector        bool // the next probe asks for its vector of versions
 }
 
 type pendingAck struct {
@@ -92,9 +165,11 @@ type pendingAck struct {
 
 // waiter is an Update waiting for the peers known at the time to apply it.
 type waiter struct {
-	ver  uint64
-	need map[string]struct{}
-	done chan struct{}
+	ver       uint64
+	need      map[string]struct{}
+	done      chan struct{}
+	err       error // set before done is closed
+	abandoned bool  // its Wait gave up before the change was published
 }
 
 // Join subscribes to the directory subjects, learns every registration
@@ -104,7 +179,7 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		o.Heartbeat = DefaultHeartbeat
 	}
 	if o.Expiry <= 0 {
-		o.Expiry = DefaultExpiryBeats * o.Heartbeat
+		o.Expiry = o.Heartbeat
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -113,13 +188,21 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Directory{
-		o:       o,
-		nc:      o.Conn,
-		peers:   make(map[string]*peer),
-		own:     make(map[uint64]Reg),
-		waiters: make(map[*waiter]struct{}),
-		resync:  make(chan struct{}, 1),
+		o:          o,
+		nc:         o.Conn,
+		peers:      make(map[string]*peer),
+		own:        make(map[uint64]Reg),
+		waiters:    make(map[*waiter]struct{}),
+		pend:       make(map[uint64]*Reg),
+		commitWake: make(chan struct{}, 1),
+		probing:    make(map[string]bool),
+		reannounce: make(chan struct{}, 1),
+		resync:     make(chan struct{}, 1),
+		fetchChs:   make(map[string]chan *nats.Msg),
+		// Repairs: 20 a second, bursts of 200.
+		limiter: tokens{rate: 20, burst: 200},
 	}
+	d.digest = verHash(o.Node, 0)
 	for k := range d.tables {
 		d.tables[k] = match.NewTable[RegRef]()
 	}
@@ -134,6 +217,7 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		d.shutdown()
 		return nil, err
 	}
+	d.inbox = d.nc.NewInbox()
 	// Announcements first: every change made after a member answers us below
 	// reaches us, because our subscriptions propagate in order.
 	for _, s := range []struct {
@@ -143,11 +227,14 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		{o.Subjects.AnnAll(), d.onAnnouncement},
 		{o.Subjects.NodeAck(o.Node), d.onAck},
 		{o.Subjects.NodeDir(o.Node), d.onTableRequest},
+		{o.Subjects.NodeProbe(o.Node), d.onProbe},
+		{d.inbox + ".*", d.onFetchReply},
 	} {
 		sub, err := d.nc.Subscribe(s.subj, s.cb)
 		if err != nil {
 			return fail(fmt.Errorf("notifier: subscribe %s: %w", s.subj, err))
 		}
+		_ = sub.SetPendingLimits(-1, -1) // directory traffic is bounded by the bus size
 		d.subs = append(d.subs, sub)
 	}
 	fctx := ctx
@@ -159,7 +246,7 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 	if err := d.nc.FlushWithContext(fctx); err != nil {
 		return fail(fmt.Errorf("notifier: flush: %w", err))
 	}
-	if err := d.sync(ctx); err != nil {
+	if err := d.sync(ctx, true); err != nil {
 		return fail(err)
 	}
 	sub, err := d.nc.QueueSubscribe(o.Subjects.Members(), "members", d.onMembers)
@@ -176,8 +263,9 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 	if err := d.nc.FlushWithContext(fctx); err != nil {
 		return fail(fmt.Errorf("notifier: flush: %w", err))
 	}
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.loop()
+	go d.committer()
 	return d, nil
 }
 
@@ -189,6 +277,17 @@ func (d *Directory) addSub(s *nats.Subscription) {
 
 // Node returns this node's ID.
 func (d *Directory) Node() string { return d.o.Node }
+
+// Stats returns the directory's counters.
+func (d *Directory) Stats() Stats {
+	c := &d.stats
+	return Stats{
+		Undecodable: c.undecodable.Load(), Forged: c.forged.Load(),
+		Fetches: c.fetches.Load(), RepairsSkipped: c.repairsSkipped.Load(),
+		ProbesSent: c.probes.Load(), DropsReported: c.drops.Load(), Reannounced: c.reannounced.Load(),
+		Batches: c.batches.Load(), Changes: c.changes.Load(),
+	}
+}
 
 // Lookup appends the registrations of kind k matching (object, cmd, id), on
 // every node, to full and slices.
@@ -224,42 +323,42 @@ type Pending struct {
 	err error
 }
 
-// Announce changes this node's registrations (puts replace by ID) and
-// announces the change. Callers that must keep several changes in order call
-// Announce under their own lock, then Wait outside it.
+// Announce changes this node's registrations (puts replace by ID) at once
+// in this node's view, and queues the change for the next announcement:
+// changes made while an announcement is on its way go out together in the
+// next one, and the peers acknowledge them together (group commit). Callers
+// that must keep several changes in order call Announce under their own
+// lock, then Wait outside it.
 func (d *Directory) Announce(puts []Reg, dels []uint64) *Pending {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if d.closed || d.leaving {
 		return &Pending{err: ErrClosed}
 	}
 	for _, r := range puts {
 		d.putLocked(d.o.Node, r)
 		d.own[r.ID] = r
+		d.pend[r.ID] = &r
 	}
 	for _, id := range dels {
 		if r, ok := d.own[id]; ok {
 			d.tables[r.Kind].Delete(RegRef{Node: d.o.Node, ID: id})
 			delete(d.own, id)
+			d.pend[id] = nil
 		}
 	}
-	d.ver++
-	data, err := msgpack.Marshal(&announcement{Type: annDelta, Node: d.o.Node, Ver: d.ver, Puts: puts, Dels: dels})
-	if err == nil {
-		// Published under the lock so versions go out in order.
-		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
-	}
-	if err != nil {
-		return &Pending{err: fmt.Errorf("notifier: announce: %w", err)}
+	d.stats.changes.Add(1)
+	select {
+	case d.commitWake <- struct{}{}:
+	default:
 	}
 	if len(d.peers) == 0 {
+		// Nobody to confirm. A node that learns us before the
+		// announcement goes out gets the change with our table.
 		return &Pending{}
 	}
-	w := &waiter{ver: d.ver, need: make(map[string]struct{}, len(d.peers)), done: make(chan struct{})}
-	for n := range d.peers {
-		w.need[n] = struct{}{}
-	}
-	d.waiters[w] = struct{}{}
+	w := &waiter{done: make(chan struct{})}
+	d.batch = append(d.batch, w)
 	return &Pending{d: d, w: w}
 }
 
@@ -275,20 +374,134 @@ func (p *Pending) Wait(timeout time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-p.w.done:
-		return nil
+		return p.w.err
 	case <-p.d.ctx.Done():
 		return ErrClosed
 	case <-t.C:
 		p.d.mu.Lock()
-		delete(p.d.waiters, p.w)
-		missing := len(p.w.need)
-		p.d.mu.Unlock()
-		if missing == 0 {
-			return nil // confirmed just as the timer fired
+		select {
+		case <-p.w.done: // confirmed just as the timer fired
+			p.d.mu.Unlock()
+			return p.w.err
+		default:
 		}
+		delete(p.d.waiters, p.w)
+		p.w.abandoned = true
+		missing := len(p.w.need)
+		if p.w.need == nil {
+			missing = len(p.d.peers) // not even published yet
+		}
+		p.d.mu.Unlock()
 		return fmt.Errorf("notifier: %d peers did not confirm the registration change within %v: %w",
 			missing, timeout, context.DeadlineExceeded)
 	}
+}
+
+// commitLinger bounds how long the committer waits for one announcement's
+// acknowledgements before it sends the next: changes made meanwhile go out
+// together then.
+const commitLinger = 20 * time.Millisecond
+
+// committer publishes queued changes, one announcement at a time.
+func (d *Directory) committer() {
+	defer d.wg.Done()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.commitWake:
+		}
+		done := d.commit()
+		if done == nil {
+			continue
+		}
+		t.Reset(commitLinger)
+		select {
+		case <-d.ctx.Done():
+			t.Stop()
+			return
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// commit publishes the queued changes as one delta and returns a channel
+// closed once every peer acknowledged it (nil if nothing was sent or
+// nobody needs to).
+func (d *Directory) commit() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.pend) == 0 || d.closed {
+		return nil
+	}
+	a := announcement{Type: annDelta, Node: d.o.Node}
+	for id, r := range d.pend {
+		if r == nil {
+			a.Dels = append(a.Dels, id)
+		} else {
+			a.Puts = append(a.Puts, *r)
+		}
+	}
+	clear(d.pend)
+	d.setOwnVerLocked(d.ver + 1)
+	a.Ver = d.ver
+	batch := d.batch
+	d.batch = nil
+	d.stats.batches.Add(1)
+	data, err := msgpack.Marshal(&a)
+	if err == nil {
+		// Published under the lock so versions go out in order.
+		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
+	}
+	if err != nil {
+		err = fmt.Errorf("notifier: announce: %w", err)
+		d.o.Logger.Warn("notifier: announce", "err", err)
+	}
+	var all chan struct{} // the committer lingers on one waiter: they all wait for the same peers
+	for _, w := range batch {
+		if w.abandoned {
+			continue
+		}
+		w.ver, w.err = d.ver, err
+		w.need = map[string]struct{}{}
+		if err == nil {
+			w.need = d.needLocked()
+		}
+		d.waiters[w] = struct{}{}
+		d.releaseLocked(w)
+		if all == nil {
+			all = w.done
+		}
+	}
+	return all
+}
+
+// setOwnVerLocked sets this node's version, keeping the digest.
+func (d *Directory) setOwnVerLocked(v uint64) {
+	d.digest ^= verHash(d.o.Node, d.ver) ^ verHash(d.o.Node, v)
+	d.ver = v
+}
+
+// setVerLocked sets the version held of a peer, keeping the digest.
+func (d *Directory) setVerLocked(node string, p *peer, v uint64) {
+	d.digest ^= verHash(node, p.ver) ^ verHash(node, v)
+	p.ver = v
+}
+
+// verHash is one node's share of a digest.
+func verHash(node string, ver uint64) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(node))
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(ver >> (8 * i))
+	}
+	_, _ = h.Write(b[:])
+	return h.Sum64()
 }
 
 // putLocked inserts or replaces a registration of node.
@@ -318,7 +531,7 @@ func (d *Directory) delLocked(node string, id uint64) {
 }
 
 // Drop forgets node and its registrations, for instance when NATS reported no
-// responders for it. A live node is learned again from its next heartbeat.
+// responders for it. A live node is learned again by the probes' repair.
 func (d *Directory) Drop(node string) {
 	d.mu.Lock()
 	d.dropLocked(node, "no responders")
@@ -333,6 +546,7 @@ func (d *Directory) dropLocked(node, why string) {
 	for id, k := range p.regs {
 		d.tables[k].Delete(RegRef{Node: node, ID: id})
 	}
+	d.digest ^= verHash(node, p.ver)
 	delete(d.peers, node)
 	if p.fetching {
 		p.fetching = false
@@ -373,9 +587,11 @@ func (d *Directory) reportGone() {
 }
 
 func (d *Directory) releaseLocked(w *waiter) {
-	if len(w.need) == 0 {
-		delete(d.waiters, w)
-		close(w.done)
+	if len(w.need) == 0 && w.need != nil {
+		if _, ok := d.waiters[w]; ok {
+			delete(d.waiters, w)
+			close(w.done)
+		}
 	}
 }
 
@@ -405,11 +621,9 @@ func (d *Directory) Close() {
 		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
 	}
 	if err == nil && len(d.peers) > 0 && d.nc.IsConnected() {
-		w = &waiter{ver: d.ver + 1, need: make(map[string]struct{}, len(d.peers)), done: make(chan struct{})}
-		for n := range d.peers {
-			w.need[n] = struct{}{}
-		}
+		w = &waiter{ver: d.ver + 1, need: d.needLocked(), done: make(chan struct{})}
 		d.waiters[w] = struct{}{}
+		d.releaseLocked(w)
 	}
 	d.mu.Unlock()
 	if w != nil {
@@ -437,7 +651,8 @@ func (d *Directory) shutdown() {
 	d.wg.Wait()
 }
 
-// loop sends heartbeats, expires silent peers and resyncs after reconnects.
+// loop probes the successors, re-announces this node when asked to, and
+// resyncs after reconnects.
 func (d *Directory) loop() {
 	defer d.wg.Done()
 	t := time.NewTicker(d.o.Heartbeat)
@@ -447,44 +662,33 @@ func (d *Directory) loop() {
 		case <-d.ctx.Done():
 			return
 		case <-t.C:
-			d.heartbeat()
-			d.expire()
+			d.probeRound()
+		case <-d.reannounce:
+			d.doReannounce()
 		case <-d.resync:
+			// No re-announcement and no fetch of known tables: after a
+			// server restart every node reconnects at once, and the probes
+			// find what changed meanwhile (rate-limited). Only members not
+			// known yet are fetched.
 			d.reconnected.Store(time.Now().UnixNano())
-			d.mu.Lock()
-			now := time.Now()
-			for _, p := range d.peers {
-				p.seen = now // nobody could be heard while we were away
-			}
-			d.mu.Unlock()
-			d.heartbeat()
-			if err := d.sync(d.ctx); err != nil && d.ctx.Err() == nil {
+			if err := d.sync(d.ctx, false); err != nil && d.ctx.Err() == nil {
 				d.o.Logger.Warn("notifier: directory resync failed", "err", err)
 			}
 		}
 	}
 }
 
-// hello announces this node and waits until every member it knows has
-// learned it (fetched its table), so that from then on their registration
+// hello announces this node with its whole table and waits until every
+// member it knows has applied it, so that from then on their registration
 // changes wait for this node's acknowledgement too. A member that does not
-// answer within the Timeout is left to the heartbeats.
+// answer within the Timeout is left to the probes' repair.
 func (d *Directory) hello(ctx context.Context) {
 	d.mu.Lock()
-	data, err := msgpack.Marshal(&announcement{Type: annHeartbeat, Node: d.o.Node, Ver: d.ver})
-	if err == nil {
-		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
-	}
-	if err != nil || len(d.peers) == 0 {
-		d.mu.Unlock()
+	w := d.announceFullLocked(true)
+	d.mu.Unlock()
+	if w == nil {
 		return
 	}
-	w := &waiter{ver: d.ver, need: make(map[string]struct{}, len(d.peers)), done: make(chan struct{})}
-	for n := range d.peers {
-		w.need[n] = struct{}{}
-	}
-	d.waiters[w] = struct{}{}
-	d.mu.Unlock()
 	t := time.NewTimer(d.o.Timeout)
 	defer t.Stop()
 	select {
@@ -499,6 +703,85 @@ func (d *Directory) hello(ctx context.Context) {
 	d.mu.Unlock()
 	if missing > 0 {
 		d.o.Logger.Warn("notifier: members did not confirm this node's arrival", "missing", missing)
+	}
+}
+
+// announceFullLocked publishes this node's whole table at its version, or
+// a heartbeat (peers then fetch the table) when the table is too large for
+// one message. With wait, it returns a waiter for every peer's
+// acknowledgement.
+func (d *Directory) announceFullLocked(wait bool) *waiter {
+	a := announcement{Type: annFull, Node: d.o.Node, Ver: d.ver}
+	size := 0
+	for _, r := range d.own {
+		size += len(r.Object) + len(r.Cmd) + 48
+		a.Puts = append(a.Puts, r)
+	}
+	if int64(size) > d.nc.MaxPayload()/2 {
+		a = announcement{Type: annHeartbeat, Node: d.o.Node, Ver: d.ver}
+	}
+	data, err := msgpack.Marshal(&a)
+	if err == nil {
+		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
+	}
+	if err != nil {
+		d.o.Logger.Warn("notifier: announce", "err", err)
+		return nil
+	}
+	if !wait || len(d.peers) == 0 {
+		return nil
+	}
+	w := &waiter{ver: d.ver, need: d.needLocked(), done: make(chan struct{})}
+	d.waiters[w] = struct{}{}
+	d.releaseLocked(w)
+	return w
+}
+
+// askReannounce makes the loop re-announce this node (rate-limited).
+func (d *Directory) askReannounce() {
+	select {
+	case d.reannounce <- struct{}{}:
+	default:
+	}
+}
+
+// doReannounce re-announces this node under a higher version, at most four
+// times a Heartbeat: peers that dropped it, or took a forged message for
+// its, replace what they hold.
+func (d *Directory) doReannounce() {
+	d.mu.RLock()
+	wait := time.Until(d.lastReann.Add(d.o.Heartbeat / 4))
+	d.mu.RUnlock()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+	d.sendReannounce(annFull)
+}
+
+func (d *Directory) sendReannounce(typ uint8) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.leaving || d.closed {
+		return
+	}
+	d.lastReann = time.Now()
+	d.stats.reannounced.Add(1)
+	// Changes queued for the committer are in own already; they go out
+	// with this table, and again (harmlessly) in the next delta.
+	d.setOwnVerLocked(d.ver + 1)
+	if typ == annFull {
+		d.announceFullLocked(false)
+		return
+	}
+	data, err := msgpack.Marshal(&announcement{Type: annHeartbeat, Node: d.o.Node, Ver: d.ver})
+	if err == nil {
+		_ = d.nc.Publish(d.o.Subjects.Ann(d.o.Node), data)
 	}
 }
 
@@ -522,29 +805,23 @@ func (d *Directory) waitFetches(ctx context.Context) error {
 	return nil
 }
 
-func (d *Directory) heartbeat() {
-	d.mu.RLock()
-	if d.leaving || d.closed {
-		d.mu.RUnlock()
-		return
-	}
-	data, err := msgpack.Marshal(&announcement{Type: annHeartbeat, Node: d.o.Node, Ver: d.ver})
-	d.mu.RUnlock()
-	if err == nil {
-		_ = d.nc.Publish(d.o.Subjects.Ann(d.o.Node), data)
-	}
+// tokens is a token bucket refilled by the loop; under Directory.mu.
+type tokens struct {
+	rate, burst float64
+	have        float64
+	last        time.Time
 }
 
-func (d *Directory) expire() {
-	if !d.nc.IsConnected() {
-		return // we cannot hear anybody; judge after the reconnect
+// takeLocked takes one token, refilling by the time passed.
+func (t *tokens) takeLocked(now time.Time) bool {
+	if t.last.IsZero() {
+		t.have, t.last = t.burst, now
 	}
-	cutoff := time.Now().Add(-d.o.Expiry)
-	d.mu.Lock()
-	for n, p := range d.peers {
-		if p.seen.Before(cutoff) {
-			d.dropLocked(n, "silent")
-		}
+	t.have = min(t.burst, t.have+now.Sub(t.last).Seconds()*t.rate)
+	t.last = now
+	if t.have < 1 {
+		return false
 	}
-	d.mu.Unlock()
+	t.have--
+	return true
 }

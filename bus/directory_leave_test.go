@@ -14,58 +14,56 @@ import (
 	"github.com/natsnotifier/notifier/testenv"
 )
 
-// TestSilentPeerDropped: a node whose connection dies without a goodbye is
-// dropped after the expiry, with its registrations, and changes waiting
-// for its acknowledgement are released.
-func TestSilentPeerDropped(t *testing.T) {
+// TestClosedPeerDropped: a node whose connection dies without a goodbye is
+// dropped by its ring predecessor at its next probe ("no responders"), with
+// its registrations, by every peer (the drop is announced), and changes
+// waiting for its acknowledgement are released.
+func TestClosedPeerDropped(t *testing.T) {
 	s := startServer(t)
-	const expiry = 10 * testHeartbeat // leaves time to announce before n1 can expire
 	nc1 := testenv.Connect(t, s.URL())
 	n1 := join(t, nc1, "n1")
-	n2 := join(t, testenv.Connect(t, s.URL()), "n2", withExpiry(expiry))
+	n2 := join(t, testenv.Connect(t, s.URL()), "n2")
+	n3 := join(t, testenv.Connect(t, s.URL()), "n3")
 	announce(t, n1, []Reg{reg(1)}, nil)
 
 	nc1.Close()
 	start := time.Now()
 	p := n2.Announce([]Reg{reg(2)}, nil)
-	if p.w == nil {
-		t.Fatal("the change waits for nobody: n1 already dropped")
-	}
-	n2.mu.RLock()
-	_, needs := p.w.need["n1"]
-	n2.mu.RUnlock()
-	if !needs {
-		t.Fatal("the change does not wait for n1")
-	}
-	bound := expiry + 2*testHeartbeat + time.Second
+	bound := testHeartbeat + testExpiry + time.Second
 	if err := p.Wait(bound); err != nil {
 		t.Fatalf("Wait for a change n1 cannot confirm: %v (after %v)", err, time.Since(start))
 	}
-	took := time.Since(start)
-	if got := peers(n2); got != nil {
-		t.Fatalf("the change was released while n2 still knows %v", got)
+	for _, d := range []*Directory{n2, n3} {
+		eventually(t, bound, func() bool { return !slices.Contains(peers(d), "n1") }, "%s drops n1", d.Node())
+		if got := ids(d, KindPub, "n1"); got != nil {
+			t.Fatalf("n1 was dropped but %s keeps its registrations %v", d.Node(), got)
+		}
 	}
-	if got := ids(n2, KindPub, "n1"); got != nil {
-		t.Fatalf("n1 was dropped but its registrations %v remain", got)
+	if got := n2.Stats().DropsReported + n3.Stats().DropsReported; got < 1 {
+		t.Fatalf("%d drops reported by the probes", got)
 	}
-	if took < expiry-2*testHeartbeat {
-		t.Errorf("n1 was dropped after %v, before the expiry %v", took, expiry)
-	}
-	t.Logf("silent node dropped after %v (expiry %v)", took, expiry)
+	t.Logf("closed node dropped after %v (probe every %v)", time.Since(start), testHeartbeat)
 }
 
-// TestSilentPeerDroppedDefaultExpiry polls for the drop with the default
-// expiry of DefaultExpiryBeats heartbeats.
-func TestSilentPeerDroppedDefaultExpiry(t *testing.T) {
+// TestFrozenPeerDropped: a node that stops answering (a stopped process,
+// TCP still open) is dropped after two unanswered probes, by every peer.
+func TestFrozenPeerDropped(t *testing.T) {
 	s := startServer(t)
-	nc1 := testenv.Connect(t, s.URL())
-	n1 := join(t, nc1, "n1")
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1")
 	n2 := join(t, testenv.Connect(t, s.URL()), "n2")
-	announce(t, n1, []Reg{reg(1)}, nil)
-	nc1.Close()
-	eventually(t, testExpiry+2*testHeartbeat+time.Second, func() bool { return peers(n2) == nil }, "n2 drops the silent n1")
-	if got := ids(n2, KindPub, "n1"); got != nil {
-		t.Fatalf("n1 was dropped but its registrations %v remain", got)
+	r := newRawNode(t, s.URL(), "r1")
+	r.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
+	r.expectAcks(0, "n1", "n2")
+	r.freeze()
+	start := time.Now()
+	for _, d := range []*Directory{n1, n2} {
+		eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(d), "r1") }, "%s drops the frozen r1", d.Node())
+	}
+	if took, bound := time.Since(start), testHeartbeat+testExpiry+time.Second; took > bound {
+		t.Errorf("frozen node dropped after %v, want within %v", took, bound)
+	}
+	if got := n1.Len(KindPub) + n2.Len(KindPub); got != 0 {
+		t.Fatalf("%d registrations of r1 left", got)
 	}
 }
 
@@ -94,7 +92,7 @@ func TestPendingTimeoutDropAndClose(t *testing.T) {
 
 	p := n1.Announce([]Reg{reg(2)}, nil)
 	n1.Drop("r1")
-	if err := p.Wait(time.Nanosecond); err != nil {
+	if err := p.Wait(waitTimeout); err != nil {
 		t.Fatalf("Wait after the peer was dropped: %v", err)
 	}
 	n1.Drop("nobody") // no-op
@@ -155,8 +153,8 @@ func TestCloseNotConfirmedByEarlierAck(t *testing.T) {
 	r.expectAcks(0, "n1")
 
 	_ = n1.Announce([]Reg{reg(1)}, nil) // version 1
-	_ = n1.Announce([]Reg{reg(2)}, nil) // version 2
 	d1, _ := r.next(anns, annDelta)
+	_ = n1.Announce([]Reg{reg(2)}, nil) // version 2
 	d2, _ := r.next(anns, annDelta)
 	start := time.Now()
 	closed := make(chan struct{})
@@ -198,8 +196,9 @@ func TestClosingNodeNotRelearned(t *testing.T) {
 	}
 }
 
-// TestDropComesBack: a dropped live node is learned again from its next
-// heartbeat, registrations included.
+// TestDropComesBack: a dropped live node is learned again by the probes
+// (it probes the node that dropped it, which then fetches its table),
+// registrations included.
 func TestDropComesBack(t *testing.T) {
 	s := startServer(t)
 	n1 := join(t, testenv.Connect(t, s.URL()), "n1")
@@ -248,8 +247,8 @@ func waitConnected(t *testing.T, conns ...*nats.Conn) {
 	}
 }
 
-// TestOnPeerGone: the hook hears of a peer's goodbye and of a silent peer's
-// expiry, once each, and not of live peers.
+// TestOnPeerGone: the hook hears of a peer's goodbye and of a closed
+// peer's drop, once each, and not of live peers.
 func TestOnPeerGone(t *testing.T) {
 	s := startServer(t)
 	gone := make(chan string, 8)

@@ -116,6 +116,8 @@ type rawNode struct {
 	mu     sync.Mutex
 	script []rawTable // answers to the next table requests; the last repeats
 	served int        // table requests answered
+	ver    uint64     // its current version, as its probe answers say: the highest announced or scripted
+	frozen bool       // probes go unanswered
 }
 
 type rawTable struct {
@@ -132,6 +134,9 @@ func newRawNode(t *testing.T, url, name string) *rawNode {
 		t.Fatal(err)
 	}
 	if _, err := r.nc.Subscribe(testSubjects.NodeDir(name), r.serve); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.nc.Subscribe(testSubjects.NodeProbe(name), r.probed); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.nc.Flush(); err != nil {
@@ -157,10 +162,37 @@ func (r *rawNode) serve(m *nats.Msg) {
 	}
 }
 
+// probed answers a ring probe with the raw node's version and no digest.
+func (r *rawNode) probed(m *nats.Msg) {
+	r.mu.Lock()
+	ver, frozen := r.ver, r.frozen
+	r.mu.Unlock()
+	if frozen {
+		return
+	}
+	data, err := msgpack.Marshal(&probeReply{Node: r.name, Ver: ver, Knows: true})
+	if err == nil {
+		err = m.Respond(data)
+	}
+	if err != nil {
+		r.t.Errorf("raw node: answer probe: %v", err)
+	}
+}
+
+// freeze makes the raw node stop answering probes, as a stopped process.
+func (r *rawNode) freeze() {
+	r.mu.Lock()
+	r.frozen = true
+	r.mu.Unlock()
+}
+
 // answer sets the tables the next table requests get.
 func (r *rawNode) answer(tabs ...rawTable) {
 	r.mu.Lock()
 	r.script = tabs
+	for _, tab := range tabs {
+		r.ver = max(r.ver, tab.ver)
+	}
 	r.mu.Unlock()
 }
 
@@ -173,6 +205,11 @@ func (r *rawNode) servedCount() int {
 func (r *rawNode) announce(a announcement) {
 	r.t.Helper()
 	a.Node = r.name
+	if a.Type != annBye {
+		r.mu.Lock()
+		r.ver = max(r.ver, a.Ver)
+		r.mu.Unlock()
+	}
 	data, err := msgpack.Marshal(&a)
 	if err != nil {
 		r.t.Fatal(err)

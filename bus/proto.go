@@ -59,9 +59,11 @@ func (r Reg) entry(node string) Entry {
 
 // Announcement types.
 const (
-	annHeartbeat uint8 = iota + 1
-	annDelta
-	annBye
+	annHeartbeat uint8 = iota + 1 // the current version only: a peer holding less fetches the table
+	annDelta                      // a change: Puts and Dels take the table from Ver-1 to Ver
+	annBye                        // the node leaves
+	annFull                       // the whole table at Ver in Puts (a join, or a node that was dropped)
+	annDrop                       // Node's probes found Target gone (Ver: the version of Target it held)
 )
 
 // announcement is published on Subjects.Ann by its node.
@@ -72,6 +74,7 @@ type announcement struct {
 	Ver      uint64
 	Puts     []Reg
 	Dels     []uint64
+	Target   string // annDrop: the node found gone
 }
 
 // ack confirms that Node has applied the announcer's table up to Ver.
@@ -79,6 +82,27 @@ type ack struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Node     string
 	Ver      uint64
+}
+
+// probe is the request of a ring probe, sent to Subjects.NodeProbe of a
+// successor: the prober's name and its digest of the bus (see Directory).
+// With Vector set the answer lists every node the successor knows.
+type probe struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Node     string
+	Digest   uint64
+	Vector   bool
+}
+
+// probeReply answers a probe.
+type probeReply struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Node     string
+	Ver      uint64   // the answering node's table version
+	Digest   uint64   // its digest of the bus
+	Knows    bool     // it knows the prober
+	Nodes    []string // with probe.Vector: every node it knows, itself included
+	Vers     []uint64 // the versions it holds of Nodes
 }
 
 // tablePart is one message of a streamed table; Parts messages make a table.

@@ -80,6 +80,9 @@ func (s Subjects) Members() string { return "_NOTIFIER." + s.Prefix + ".members"
 // NodeDir is the subject a node serves its table on.
 func (s Subjects) NodeDir(node string) string { return s.Prefix + ".node." + node + ".dir" }
 
+// NodeProbe is the subject a node answers ring probes on.
+func (s Subjects) NodeProbe(node string) string { return s.Prefix + ".node." + node + ".probe" }
+
 // NodeAck is the subject a node receives acknowledgements on.
 func (s Subjects) NodeAck(node string) string { return s.Prefix + ".node." + node + ".ack" }
 

@@ -5,31 +5,69 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/natsnotifier/notifier/internal/wire"
 )
 
 // errGone reports that NATS had no responders for a node's subject.
 var errGone = errors.New("notifier: node gone")
+
+// maxVerJump is the largest version step a peer's full table or heartbeat
+// is believed to take without asking the node itself (a fetch): a forged
+// far-future version cannot stop later genuine changes from applying.
+const maxVerJump = 1 << 16
 
 // IsNoResponders reports whether m is the server's "503 no responders" status.
 func IsNoResponders(m *nats.Msg) bool {
 	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
 
-// onAnnouncement handles heartbeats, deltas and goodbyes of other nodes.
+// undecodable counts and logs a directory message that cannot be used.
+func (d *Directory) undecodable(what string, m *nats.Msg, err error) {
+	d.stats.undecodable.Add(1)
+	d.o.Logger.Warn("notifier: undecodable directory message", "what", what, "subject", m.Subject, "bytes", len(m.Data), "err", err)
+}
+
+// forged counts and logs a message in a node's name it did not send.
+func (d *Directory) forged(what string, m *nats.Msg, claimed string) {
+	d.stats.forged.Add(1)
+	d.o.Logger.Warn("notifier: directory message ignored: not from the node it names", "what", what, "subject", m.Subject, "claims", claimed)
+}
+
+// onAnnouncement handles the changes, tables, goodbyes and drop reports of
+// other nodes.
 func (d *Directory) onAnnouncement(m *nats.Msg) {
 	var a announcement
-	if err := msgpack.Unmarshal(m.Data, &a); err != nil || !ValidName(a.Node) {
-		d.o.Logger.Warn("notifier: undecodable announcement", "subject", m.Subject, "err", err)
+	err := wire.Unmarshal(m.Data, &a)
+	switch {
+	case err != nil:
+	case !ValidName(a.Node):
+		err = fmt.Errorf("invalid node %q", a.Node)
+	case a.Type < annHeartbeat || a.Type > annDrop:
+		err = fmt.Errorf("unknown announcement type %d", a.Type)
+	case a.Type == annDrop && !ValidName(a.Target):
+		err = fmt.Errorf("invalid drop target %q", a.Target)
+	}
+	if err != nil {
+		d.undecodable("announcement", m, err)
+		return
+	}
+	if subj := strings.TrimPrefix(m.Subject, d.o.Subjects.Prefix+".dir.ann."); subj != a.Node {
+		d.forged("announcement", m, a.Node)
 		return
 	}
 	if a.Node == d.o.Node {
+		d.onOwnName(&a, m)
 		return
 	}
 	var acks []pendingAck
+	reann := false
 	d.mu.Lock()
 	if d.closed || d.leaving {
 		d.mu.Unlock()
@@ -42,46 +80,137 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 		if m.Reply != "" {
 			acks = append(acks, pendingAck{m.Reply, a.Ver})
 		}
-	case p == nil:
+	case a.Type == annDrop:
+		if a.Target == d.o.Node {
+			reann = true // alive: say so
+		} else if t := d.peers[a.Target]; t != nil && t.ver <= a.Ver {
+			d.dropLocked(a.Target, "reported gone by "+a.Node)
+		}
+		if p == nil {
+			d.repairLocked(a.Node)
+		}
+	case a.Type == annFull && p == nil:
 		p = d.newPeerLocked(a.Node)
-		d.bufferLocked(p, &a, m.Reply)
-		d.fetchLocked(a.Node, p)
+		d.applyFullLocked(a.Node, p, &a)
+		if m.Reply != "" {
+			acks = append(acks, pendingAck{m.Reply, p.ver})
+		}
+	case p == nil:
+		if p = d.repairLocked(a.Node); p != nil {
+			d.bufferLocked(p, &a, m.Reply)
+		}
 	case p.fetching:
-		p.seen = time.Now()
 		d.bufferLocked(p, &a, m.Reply)
+	case a.Type == annFull && a.Ver > p.ver && a.Ver-p.ver <= maxVerJump:
+		d.applyFullLocked(a.Node, p, &a)
+		if m.Reply != "" {
+			acks = append(acks, pendingAck{m.Reply, p.ver})
+		}
 	case a.Ver <= p.ver:
-		p.seen = time.Now()
 		if m.Reply != "" {
 			acks = append(acks, pendingAck{m.Reply, p.ver})
 		}
 	case a.Type == annDelta && a.Ver == p.ver+1:
-		p.seen = time.Now()
 		d.applyLocked(a.Node, p, &a)
 		if m.Reply != "" {
 			acks = append(acks, pendingAck{m.Reply, p.ver})
 		}
-	default: // a gap: something was lost
-		p.seen = time.Now()
-		d.bufferLocked(p, &a, m.Reply)
-		d.fetchLocked(a.Node, p)
+	default: // a gap: something was lost, or a forged version
+		if d.limiter.takeLocked(time.Now()) {
+			d.bufferLocked(p, &a, m.Reply)
+			d.fetchLocked(a.Node, p)
+		} else {
+			d.stats.repairsSkipped.Add(1) // the probes find the gap again
+		}
 	}
 	d.mu.Unlock()
 	d.sendAcks(acks)
+	if reann {
+		d.askReannounce()
+	}
+}
+
+// onOwnName handles a message on this node's subject: its own, echoed, or
+// one it did not send (a goodbye while not leaving, or a version it never
+// reached). Then it re-announces itself above the forged version, so that
+// the peers replace whatever they took from the forgery.
+func (d *Directory) onOwnName(a *announcement, m *nats.Msg) {
+	d.mu.Lock()
+	forged := false
+	switch {
+	case d.closed || d.leaving:
+	case a.Type == annBye:
+		forged = true
+	case a.Type != annDrop && a.Ver > d.ver:
+		forged = true
+		if a.Ver-d.ver <= maxVerJump {
+			d.setOwnVerLocked(a.Ver) // the re-announcement goes above it
+		}
+	}
+	d.mu.Unlock()
+	if forged {
+		d.forged("announcement in this node's name", m, a.Node)
+		d.askReannounce()
+	}
 }
 
 func (d *Directory) newPeerLocked(node string) *peer {
-	p := &peer{regs: make(map[uint64]Kind), seen: time.Now()}
+	p := &peer{regs: make(map[uint64]Kind)}
 	d.peers[node] = p
+	d.digest ^= verHash(node, 0)
 	return p
 }
 
+// repairLocked starts learning a node heard of only indirectly (a message
+// of a node we do not know), rate-limited. Until its table is in, the node
+// is not waited for by registration changes.
+func (d *Directory) repairLocked(node string) *peer {
+	if d.closed || d.leaving || node == d.o.Node {
+		return nil
+	}
+	if p := d.peers[node]; p != nil {
+		return p
+	}
+	if !d.limiter.takeLocked(time.Now()) {
+		d.stats.repairsSkipped.Add(1)
+		return nil
+	}
+	p := d.newPeerLocked(node)
+	p.unverified = true
+	d.fetchLocked(node, p)
+	return p
+}
+
+// maxOwed bounds the deltas buffered and the acknowledgements owed to one
+// peer: a flood of far-future versions cannot grow them without bound.
+const maxOwed = 1024
+
 func (d *Directory) bufferLocked(p *peer, a *announcement, reply string) {
-	if a.Type == annDelta {
+	if (a.Type == annDelta || a.Type == annFull) && len(p.buffered) < maxOwed {
 		p.buffered = append(p.buffered, a)
 	}
 	if reply != "" {
+		if len(p.acks) >= maxOwed {
+			p.acks = p.acks[1:]
+		}
 		p.acks = append(p.acks, pendingAck{reply, a.Ver})
 	}
+}
+
+// dueAcksLocked takes the acknowledgements owed to p that its version now
+// covers; the others stay owed until a later fetch brings it further.
+func (d *Directory) dueAcksLocked(p *peer) []pendingAck {
+	var acks []pendingAck
+	kept := p.acks[:0]
+	for _, a := range p.acks {
+		if a.ver <= p.ver {
+			acks = append(acks, pendingAck{a.reply, p.ver})
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	p.acks = kept
+	return acks
 }
 
 func (d *Directory) applyLocked(node string, p *peer, a *announcement) {
@@ -91,7 +220,23 @@ func (d *Directory) applyLocked(node string, p *peer, a *announcement) {
 	for _, id := range a.Dels {
 		d.delLocked(node, id)
 	}
-	p.ver = a.Ver
+	d.setVerLocked(node, p, a.Ver)
+}
+
+// applyFullLocked replaces what is held of node by the table in a.
+func (d *Directory) applyFullLocked(node string, p *peer, a *announcement) {
+	d.replaceLocked(node, p, a.Puts, a.Ver)
+}
+
+func (d *Directory) replaceLocked(node string, p *peer, regs []Reg, ver uint64) {
+	for id, k := range p.regs {
+		d.tables[k].Delete(RegRef{Node: node, ID: id})
+	}
+	clear(p.regs)
+	for _, r := range regs {
+		d.putLocked(node, r)
+	}
+	d.setVerLocked(node, p, ver)
 }
 
 func (d *Directory) sendAcks(acks []pendingAck) {
@@ -106,13 +251,13 @@ func (d *Directory) sendAcks(acks []pendingAck) {
 // onAck records that a peer applied our table up to a version.
 func (d *Directory) onAck(m *nats.Msg) {
 	var a ack
-	if err := msgpack.Unmarshal(m.Data, &a); err != nil {
-		d.o.Logger.Warn("notifier: undecodable ack", "err", err)
+	if err := wire.Unmarshal(m.Data, &a); err != nil || !ValidName(a.Node) {
+		d.undecodable("ack", m, err)
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || a.Node == d.o.Node || !ValidName(a.Node) {
+	if d.closed || a.Node == d.o.Node {
 		return
 	}
 	p := d.peers[a.Node]
@@ -121,10 +266,10 @@ func (d *Directory) onAck(m *nats.Msg) {
 	}
 	if p == nil {
 		// A member we did not know answered our hello: learn it.
-		p = d.newPeerLocked(a.Node)
-		d.fetchLocked(a.Node, p)
+		if p = d.repairLocked(a.Node); p == nil {
+			return
+		}
 	}
-	p.seen = time.Now()
 	if a.Ver > p.acked {
 		p.acked = a.Ver
 	}
@@ -134,6 +279,19 @@ func (d *Directory) onAck(m *nats.Msg) {
 			d.releaseLocked(w)
 		}
 	}
+}
+
+// needLocked returns the peers a change must be confirmed by: every peer
+// whose table we hold (a node still being learned by a repair fetch is not
+// waited for; it gets the change with our table if it asks).
+func (d *Directory) needLocked() map[string]struct{} {
+	need := make(map[string]struct{}, len(d.peers))
+	for n, p := range d.peers {
+		if !p.unverified {
+			need[n] = struct{}{}
+		}
+	}
+	return need
 }
 
 // onTableRequest streams this node's table to the requester.
@@ -197,8 +355,9 @@ func (d *Directory) onMembers(m *nats.Msg) {
 }
 
 // sync asks one member for the member list and fetches the table of every
-// member not known yet, returning when all fetches ended.
-func (d *Directory) sync(ctx context.Context) error {
+// member (with all) or of every member not known yet, returning when all
+// fetches ended.
+func (d *Directory) sync(ctx context.Context, all bool) error {
 	members, err := d.members(ctx)
 	if err != nil {
 		return err
@@ -211,6 +370,8 @@ func (d *Directory) sync(ctx context.Context) error {
 		p := d.peers[n]
 		if p == nil {
 			p = d.newPeerLocked(n)
+		} else if !all {
+			continue
 		}
 		d.fetchLocked(n, p)
 	}
@@ -221,7 +382,7 @@ func (d *Directory) sync(ctx context.Context) error {
 // members asks any one member for the member list. An empty bus answers
 // "no responders" at once. A member that died unnoticed may swallow a
 // request, so it is retried until the Timeout; then the bus is taken as empty
-// and heartbeats fill in what was missed.
+// and the probes' repair fills in what was missed.
 func (d *Directory) members(ctx context.Context) ([]string, error) {
 	deadline := time.Now().Add(d.o.Timeout)
 	try := d.o.Timeout / 4
@@ -233,12 +394,12 @@ func (d *Directory) members(ctx context.Context) ([]string, error) {
 		switch {
 		case err == nil:
 			var l memberList
-			uerr := msgpack.Unmarshal(m.Data, &l)
+			uerr := wire.Unmarshal(m.Data, &l)
 			if uerr == nil {
 				return l.Nodes, nil
 			}
 			// Not from a Notifier: ask again, another member may answer.
-			d.o.Logger.Warn("notifier: undecodable member list", "err", uerr)
+			d.undecodable("member list", m, uerr)
 			if time.Now().After(deadline) {
 				return nil, nil
 			}
@@ -273,6 +434,7 @@ func (d *Directory) fetchLocked(node string, p *peer) {
 	}
 	p.fetching = true
 	p.fetched = make(chan struct{})
+	d.stats.fetches.Add(1)
 	d.wg.Add(1)
 	go d.fetch(node, p)
 }
@@ -284,7 +446,7 @@ func (d *Directory) fetch(node string, p *peer) {
 	// interest has not reached our server yet (a route re-forming after a
 	// restart): ask a few more times, over about half a second, before giving
 	// the node up. Otherwise the node is gone.
-	retry := time.Since(time.Unix(0, d.reconnected.Load())) < 2*d.o.Timeout
+	retry := d.justReconnected()
 	for wait := 20 * time.Millisecond; retry && errors.Is(err, errGone) && wait <= 320*time.Millisecond; wait *= 2 {
 		t := time.NewTimer(wait)
 		select {
@@ -307,46 +469,32 @@ func (d *Directory) fetch(node string, p *peer) {
 		d.mu.Unlock()
 		return
 	}
-	for id, k := range p.regs {
-		d.tables[k].Delete(RegRef{Node: node, ID: id})
-	}
-	clear(p.regs)
-	for _, r := range regs {
-		d.putLocked(node, r)
-	}
-	p.ver = ver
-	p.seen = time.Now()
+	d.replaceLocked(node, p, regs, ver)
+	p.unverified = false
 	buffered := p.buffered
 	p.buffered = nil
 	slices.SortFunc(buffered, func(a, b *announcement) int { return compareU64(a.Ver, b.Ver) })
-	gap := false
 	for _, a := range buffered {
 		switch {
 		case a.Ver <= p.ver:
-		case a.Ver == p.ver+1 && !gap:
+		case a.Type == annFull && a.Ver-p.ver <= maxVerJump:
+			d.applyFullLocked(node, p, a)
+		case a.Type == annDelta && a.Ver == p.ver+1:
 			d.applyLocked(node, p, a)
-		default:
-			gap = true
-			p.buffered = append(p.buffered, a)
 		}
+		// Anything beyond a gap is dropped, not fetched for again: the
+		// owner just said what it holds, and the probes compare versions
+		// once a round. A forged far-future version ends here.
 	}
-	var acks []pendingAck
-	kept := p.acks[:0]
-	for _, a := range p.acks {
-		if a.ver <= p.ver {
-			acks = append(acks, pendingAck{a.reply, p.ver})
-		} else {
-			kept = append(kept, a)
-		}
-	}
-	p.acks = kept
+	acks := d.dueAcksLocked(p)
 	p.fetching = false
 	close(p.fetched)
-	if gap {
-		d.fetchLocked(node, p)
-	}
 	d.mu.Unlock()
 	d.sendAcks(acks)
+}
+
+func (d *Directory) justReconnected() bool {
+	return time.Since(time.Unix(0, d.reconnected.Load())) < 2*d.o.Timeout
 }
 
 func compareU64(a, b uint64) int {
@@ -359,18 +507,36 @@ func compareU64(a, b uint64) int {
 	return 0
 }
 
+// onFetchReply passes a table part to the fetch waiting for it.
+func (d *Directory) onFetchReply(m *nats.Msg) {
+	tok := strings.TrimPrefix(m.Subject, d.inbox+".")
+	d.fetchMu.Lock()
+	ch := d.fetchChs[tok]
+	d.fetchMu.Unlock()
+	if ch == nil {
+		return // a late part of a fetch that gave up
+	}
+	select {
+	case ch <- m:
+	default:
+		d.undecodable("table part", m, errors.New("more parts than announced"))
+	}
+}
+
 // fetchTable requests node's table and collects the streamed parts.
 func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
-	inbox := d.nc.NewInbox()
-	// A small channel: SubscribeSync would allocate nats.go's default 64k
-	// slots for the few parts of a table.
 	ch := make(chan *nats.Msg, 256)
-	sub, err := d.nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer sub.Unsubscribe()
-	if err := d.nc.PublishRequest(d.o.Subjects.NodeDir(node), inbox, nil); err != nil {
+	d.fetchMu.Lock()
+	d.fetchSeq++
+	tok := strconv.FormatUint(d.fetchSeq, 36)
+	d.fetchChs[tok] = ch
+	d.fetchMu.Unlock()
+	defer func() {
+		d.fetchMu.Lock()
+		delete(d.fetchChs, tok)
+		d.fetchMu.Unlock()
+	}()
+	if err := d.nc.PublishRequest(d.o.Subjects.NodeDir(node), d.inbox+"."+tok, nil); err != nil {
 		return nil, 0, err
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, d.o.Timeout)
@@ -388,10 +554,18 @@ func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
 			return nil, 0, errGone
 		}
 		var tp tablePart
-		if err := msgpack.Unmarshal(m.Data, &tp); err != nil {
+		if err := wire.Unmarshal(m.Data, &tp); err != nil {
+			d.undecodable("table part", m, err)
 			return nil, 0, fmt.Errorf("notifier: undecodable table of %s: %w", node, err)
 		}
+		if tp.Node != node {
+			d.forged("table part", m, tp.Node)
+			return nil, 0, fmt.Errorf("notifier: table of %s answered by %q", node, tp.Node)
+		}
 		if got == 0 {
+			if tp.Parts < 1 || tp.Parts > 256 {
+				return nil, 0, fmt.Errorf("notifier: table of %s in %d parts", node, tp.Parts)
+			}
 			parts, ver = tp.Parts, tp.Ver
 		} else if tp.Ver != ver || tp.Part != got {
 			return nil, 0, fmt.Errorf("notifier: inconsistent table of %s", node)
