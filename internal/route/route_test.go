@@ -297,3 +297,33 @@ func TestBroadcast(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanNoAllocs: with room in the buffer, planning allocates nothing, so
+// wiring the planner into the hot path costs no allocation.
+func TestPlanNoAllocs(t *testing.T) {
+	full, slices := lookup(parseRegs(t, "fA fA=1 fB&1=1 fC=1 sB1 sC3 sD0"), 1)
+	buf := make([]Hop, 0, 8)
+	r := &fixedRand{t: t, us: make([]float64, 1000)}
+	allocs := testing.AllocsPerRun(100, func() {
+		buf, _ = Publish(buf[:0], full, slices, r, self)
+		buf = RPC(buf[:0], full, slices, r, self)
+		_, _ = Reroute(slices, r, self)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per Publish+RPC+Reroute, want 0", allocs)
+	}
+}
+
+func BenchmarkPublish(b *testing.B) {
+	full, slices := lookup(parseRegs(b, "fA fA=1 fB&1=1 fC=1 sB1 sC3 sD0"), 1)
+	buf := make([]Hop, 0, 8)
+	r := constRand(0.5)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = Publish(buf[:0], full, slices, r, self)
+	}
+}
+
+type constRand float64
+
+func (c constRand) Float64() float64 { return float64(c) }
