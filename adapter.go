@@ -327,6 +327,9 @@ func checkDest(dest any) error {
 	if !v.Type().Comparable() || !v.Comparable() {
 		return fmt.Errorf("%w: %T is not comparable", ErrInvalidDestination, dest)
 	}
+	if nilFunc(dest) {
+		return fmt.Errorf("%w: %T to a nil function", ErrInvalidDestination, dest)
+	}
 	return nil
 }
 

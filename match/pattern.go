@@ -8,9 +8,6 @@ import "fmt"
 // in Value that are clear in Mask matches no id; it is legal and can be stored.
 type Pattern struct{ Mask, Value int64 }
 
-// All is the pattern that matches every id (the zero Pattern).
-var All = Pattern{}
-
 // Exact returns the pattern matching exactly id: Pattern{Mask: -1, Value: id}.
 func Exact(id int64) Pattern { return Pattern{Mask: -1, Value: id} }
 

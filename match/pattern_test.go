@@ -105,8 +105,11 @@ func TestExact(t *testing.T) {
 			t.Errorf("Exact(%d) = %v", id, p)
 		}
 	}
-	if All != (Pattern{}) {
-		t.Errorf("All = %v, want zero Pattern", All)
+	// The zero Pattern is the one for every id.
+	for _, id := range []int64{0, 1, -1, math.MinInt64, math.MaxInt64} {
+		if !(Pattern{}).Matches(id) {
+			t.Errorf("Pattern{} does not match %d", id)
+		}
 	}
 }
 

@@ -2,13 +2,14 @@ package testenv
 
 import (
 	"errors"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsnotifier/notifier/internal/leaktest"
 )
 
 // waitTimeout bounds every wait in these tests.
@@ -201,7 +202,7 @@ func TestStartClusterSize(t *testing.T) {
 }
 
 func TestNoGoroutineLeak(t *testing.T) {
-	before := runtime.NumGoroutine()
+	leaktest.Check(t, leaktest.Timeout(waitTimeout))
 
 	s, err := Start()
 	if err != nil {
@@ -224,13 +225,5 @@ func TestNoGoroutineLeak(t *testing.T) {
 	for _, c := range servers {
 		c.Shutdown()
 	}
-
-	deadline := time.Now().Add(waitTimeout)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline, not synchronising
-	}
+	// leaktest's cleanup checks that every goroutine started since has ended.
 }
