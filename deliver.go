@@ -145,8 +145,12 @@ type Stats struct {
 	// Recovered panics of Notify, RPCCall and RPCResponse.
 	Panics uint64 `json:"panics"`
 	// Messages from NATS refused because they could not be parsed or
-	// decoded: bad subjects, frames, JSON or msgpack (see Args.Decode).
+	// decoded: bad subjects, frames, JSON or msgpack (see Args.Decode),
+	// directory messages included.
 	Undecodable uint64 `json:"undecodable"`
+	// Directory messages ignored because they claimed another node than the
+	// one whose subject they came on (forged or misrouted).
+	Forged uint64 `json:"forged"`
 	// RPCCall invocations.
 	RPCServed uint64 `json:"rpc_served"`
 	// RPC answers this Notifier turned into an error: the handler failed or
@@ -168,9 +172,13 @@ func (n *Notifier) Stats() Stats {
 		}
 	}
 	n.mu.RUnlock()
+	var ds bus.Stats
+	if n.dir != nil {
+		ds = n.dir.Stats()
+	}
 	return Stats{
 		Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: dropped,
-		Panics: c.panics.Load(), Undecodable: c.undecoded.Load(),
+		Panics: c.panics.Load(), Undecodable: c.undecoded.Load() + ds.Undecodable, Forged: ds.Forged,
 		RPCServed: c.rpcServed.Load(), RPCErrors: c.rpcErrors.Load(),
 	}
 }

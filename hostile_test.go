@@ -314,7 +314,7 @@ func TestStatsJSONKeys(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"published", "delivered", "dropped", "panics", "undecodable", "rpc_served", "rpc_errors"}
+	want := []string{"published", "delivered", "dropped", "panics", "undecodable", "forged", "rpc_served", "rpc_errors"}
 	if len(m) != len(want) {
 		t.Errorf("Stats JSON %s, want the keys %v", b, want)
 	}
@@ -328,4 +328,41 @@ func TestStatsJSONKeys(t *testing.T) {
 			t.Errorf("Stats JSON key %q is not snake_case", k)
 		}
 	}
+}
+
+// TestHostileDirectoryStats: hostile msgpack on the directory's announcement
+// subject, in a live node's name and in its own, leaves the Notifier working
+// and shows in its Stats (Undecodable; Forged for a message that names
+// another node than its subject).
+func TestHostileDirectoryStats(t *testing.T) {
+	srv := testenv.Run(t)
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
+	raw, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	subj := bus.Subjects{Prefix: "notifier"}
+	before := a.Stats().Undecodable
+	sent := 0
+	for _, body := range hostileBodies {
+		if err := raw.Publish(subj.Ann(b.Node()), body); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, deliveryTimeout, func() bool { return a.Stats().Undecodable >= before+uint64(sent) },
+		"hostile directory messages counted as undecodable")
+	rec := &recorder{}
+	if err := b.Subscribe("obj", notifier.Exact(1), "cmd", rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish("obj", 1, "cmd", "still routed"); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLen(t, 1, deliveryTimeout)
 }

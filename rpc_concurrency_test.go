@@ -242,7 +242,13 @@ func TestRPCResponderDiesMidCall(t *testing.T) {
 	rpcRecv(t, entered, rpcWait, "B's handler start")
 	nb.Close() // B vanishes while its handler runs
 	got := rpcRecv(t, done, rpcWait, "RPC end")
-	rpcCheckTimeout(t, got.err)
+	// The directory notices B's closed connection within the deadline here
+	// (its ring successor gets "no responders"), and a call in flight to a
+	// Notifier known gone ends at once with what arrived (issue #8); had the
+	// drop come later, the call would end at its deadline with ErrTimeout.
+	if got.err != nil {
+		rpcCheckTimeout(t, got.err)
+	}
 	if v := rpcStrings(t, got.res); !slices.Equal(v, []string{"c"}) {
 		t.Fatalf("results %q, want [c] without the vanished B", v)
 	}
