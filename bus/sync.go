@@ -539,16 +539,21 @@ func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
 	if err := d.nc.PublishRequest(d.o.Subjects.NodeDir(node), d.inbox+"."+tok, nil); err != nil {
 		return nil, 0, err
 	}
-	ctx, cancel := context.WithTimeout(d.ctx, d.o.Timeout)
-	defer cancel()
+	// The timeout runs per part, not per table: a big table streamed in many
+	// parts to a busy joiner keeps its fetch alive while parts keep coming.
+	t := time.NewTimer(d.o.Timeout)
+	defer t.Stop()
 	var regs []Reg
 	var ver uint64
 	for got, parts := 0, 1; got < parts; got++ {
 		var m *nats.Msg
 		select {
 		case m = <-ch:
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("notifier: fetch table of %s: %w", node, ctx.Err())
+			t.Reset(d.o.Timeout)
+		case <-t.C:
+			return nil, 0, fmt.Errorf("notifier: fetch table of %s: %w", node, context.DeadlineExceeded)
+		case <-d.ctx.Done():
+			return nil, 0, fmt.Errorf("notifier: fetch table of %s: %w", node, d.ctx.Err())
 		}
 		if IsNoResponders(m) {
 			return nil, 0, errGone
