@@ -225,20 +225,32 @@ func (n *Notifier) unsubscribe() {
 
 // drainData stops the data subscriptions after handling what they hold.
 func (n *Notifier) drainData(deadline time.Time) error {
-	for _, s := range n.subs {
+	// nats.go reports the end of a drain as the subscription's status
+	// changing to closed: wait for that event, not on a polling loop.
+	done := make([]<-chan nats.SubStatus, len(n.subs))
+	for i, s := range n.subs {
+		done[i] = s.StatusChanged(nats.SubscriptionClosed)
 		if err := s.Drain(); err != nil {
 			_ = s.Unsubscribe()
 		}
 	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for _, s := range n.subs {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	// A subscription whose connection closed under it may end without the
+	// status event; it is noticed as invalid on the next safety check.
+	check := time.NewTicker(100 * time.Millisecond)
+	defer check.Stop()
+	for i, s := range n.subs {
 		for s.IsValid() {
-			if time.Now().After(deadline) {
+			select {
+			case <-done[i]:
+			case <-check.C:
+				continue
+			case <-t.C:
 				_ = s.Unsubscribe()
 				return fmt.Errorf("notifier: close: drain %s: %w", s.Subject, ErrTimeout)
 			}
-			<-tick.C
+			break
 		}
 	}
 	return nil

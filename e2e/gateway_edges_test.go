@@ -26,10 +26,10 @@ func natsCLIStdin(t testing.TB, url string, stdin []byte, args ...string) string
 	return stdout.String()
 }
 
-// echoResponder answers its arguments.
-type echoResponder struct{}
+// argsEchoResponder answers its arguments.
+type argsEchoResponder struct{}
 
-func (*echoResponder) RPCCall(_ context.Context, _ string, _ int64, _ string, args notifier.Args) (any, error) {
+func (*argsEchoResponder) RPCCall(_ context.Context, _ string, _ int64, _ string, args notifier.Args) (any, error) {
 	return args, nil
 }
 
@@ -43,7 +43,7 @@ func testCLIGatewayEdges(t *testing.T, url string) {
 	a, b := connect(t, url, 1), connect(t, url, 2)
 	sub := &recorder{}
 	must(t, a.Subscribe("demo", notifier.Match{}, "log", sub))
-	must(t, b.RPCRegister("demo", notifier.Match{}, "echo", &echoResponder{}))
+	must(t, b.RPCRegister("demo", notifier.Match{}, "echo", &argsEchoResponder{}))
 	max := int(a.Conn().MaxPayload())
 	sum := func(f func(notifier.Stats) uint64) uint64 { return f(a.Stats()) + f(b.Stats()) }
 	dropped := func(s notifier.Stats) uint64 { return s.Dropped }
