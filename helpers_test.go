@@ -3,13 +3,13 @@ package notifier_test
 import (
 	"bufio"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/internal/leaktest"
 )
 
 // note is one Notify call as a recorder saw it.
@@ -152,19 +152,10 @@ func checkNoLeaks(t testing.TB) {
 // libGoroutines returns the stacks of the goroutines that have a frame of
 // the library and were not started by a test or the testing package.
 func libGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	var leaked []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if isLibGoroutine(g) {
-			leaked = append(leaked, g)
+	for _, g := range leaktest.All() {
+		if isLibGoroutine(g.Stack) {
+			leaked = append(leaked, g.Stack)
 		}
 	}
 	return leaked

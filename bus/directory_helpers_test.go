@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsnotifier/notifier/internal/leaktest"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -137,19 +137,10 @@ func checkNoLeaks(t *testing.T) {
 // busGoroutines returns the stacks of the goroutines with a frame of
 // package bus outside its tests, or created by such a frame.
 func busGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	var leaked []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if hasBusFrame(g) {
-			leaked = append(leaked, g)
+	for _, g := range leaktest.All() {
+		if hasBusFrame(g.Stack) {
+			leaked = append(leaked, g.Stack)
 		}
 	}
 	return leaked
