@@ -157,6 +157,9 @@ type Stats struct {
 	// panicked, its result could not be encoded or exceeded max payload, or
 	// a gateway reply exceeded max payload.
 	RPCErrors uint64 `json:"rpc_errors"`
+	// Other Notifiers on the bus that this one knows of now (a gauge, not a
+	// counter): one that left or was found gone is no longer counted.
+	Peers int `json:"peers"`
 }
 
 // Stats returns the Notifier's counters.
@@ -172,14 +175,19 @@ func (n *Notifier) Stats() Stats {
 		}
 	}
 	n.mu.RUnlock()
-	var ds bus.Stats
+	var (
+		ds    bus.Stats
+		peers int
+	)
 	if n.dir != nil {
 		ds = n.dir.Stats()
+		peers = len(n.dir.Peers())
 	}
 	return Stats{
 		Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: dropped,
 		Panics: c.panics.Load(), Undecodable: c.undecoded.Load() + ds.Undecodable, Forged: ds.Forged,
 		RPCServed: c.rpcServed.Load(), RPCErrors: c.rpcErrors.Load(),
+		Peers: peers,
 	}
 }
 

@@ -314,7 +314,7 @@ func TestStatsJSONKeys(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"published", "delivered", "dropped", "panics", "undecodable", "forged", "rpc_served", "rpc_errors"}
+	want := []string{"published", "delivered", "dropped", "panics", "undecodable", "forged", "rpc_served", "rpc_errors", "peers"}
 	if len(m) != len(want) {
 		t.Errorf("Stats JSON %s, want the keys %v", b, want)
 	}

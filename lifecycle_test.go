@@ -355,3 +355,23 @@ func TestConnectOnEmptyBusWithWatcher(t *testing.T) {
 		t.Errorf("Connect on an empty bus took %v with a `nats sub 'notifier.>'` watching, want well under a second", d)
 	}
 }
+
+// TestStatsPeers: Stats.Peers counts the other Notifiers known, and falls
+// when one leaves.
+func TestStatsPeers(t *testing.T) {
+	url := testenv.Run(t).URL()
+	a := connect(t, url)
+	if got := a.Stats().Peers; got != 0 {
+		t.Fatalf("alone on the bus: Peers = %d, want 0", got)
+	}
+	b := connect(t, url)
+	c := connect(t, url)
+	for _, n := range []*notifier.Notifier{a, b, c} {
+		eventually(t, 5*time.Second, func() bool { return n.Stats().Peers == 2 }, "Peers = %d, want 2", n.Stats().Peers)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool { return a.Stats().Peers == 1 && b.Stats().Peers == 1 },
+		"after one left: Peers = %d and %d, want 1", a.Stats().Peers, b.Stats().Peers)
+}
