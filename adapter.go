@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/directory"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -53,7 +54,7 @@ type Notifier struct {
 	log  *slog.Logger
 	subj bus.Subjects
 	node string
-	dir  *bus.Directory
+	dir  *directory.Directory
 	rand match.Rand
 
 	closing atomic.Bool // set first by Close: API calls fail with ErrClosed
@@ -196,7 +197,7 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 	n.rpc = rpc
 	ctx, cancel := context.WithTimeout(context.Background(), 4*o.syncTimeout)
 	defer cancel()
-	dir, err := bus.Join(ctx, bus.Options{
+	dir, err := directory.Join(ctx, directory.Options{
 		Conn:      nc,
 		Subjects:  n.subj,
 		Node:      n.node,
@@ -376,15 +377,15 @@ func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, 
 		n.mu.Unlock()
 		return err
 	}
-	p := n.dir.Announce([]bus.Reg{w}, nil)
+	p := n.dir.Announce([]directory.Reg{w}, nil)
 	n.mu.Unlock()
 	return n.wait(p)
 }
 
-func (n *Notifier) wait(p *bus.Pending) error {
+func (n *Notifier) wait(p *directory.Pending) error {
 	err := p.Wait(n.o.registerTimeout)
 	switch {
-	case errors.Is(err, bus.ErrClosed):
+	case errors.Is(err, directory.ErrClosed):
 		return ErrClosed
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %w", ErrTimeout, err)

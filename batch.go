@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/directory"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -96,7 +97,7 @@ func (b *Batch) Commit() error {
 		n.mu.Unlock()
 		return ErrClosed
 	}
-	var puts []bus.Reg
+	var puts []directory.Reg
 	for i, op := range ops {
 		w, changed, err := n.registerLocked(op.kind, op.object, op.id, op.cmd, op.dest, op.slice, op.weight)
 		if err != nil {
@@ -125,14 +126,14 @@ func (b *Batch) Commit() error {
 }
 
 // registerLocked adds or replaces one registration in this Notifier,
-// without announcing it: the caller announces the returned bus.Reg when
+// without announcing it: the caller announces the returned directory.Reg when
 // changed is true. Arguments are validated by the caller. Called with n.mu
 // locked, while the Notifier is not closing.
-func (n *Notifier) registerLocked(kind bus.Kind, object string, id Match, cmd string, dest any, slice bool, weight float64) (w bus.Reg, changed bool, err error) {
+func (n *Notifier) registerLocked(kind bus.Kind, object string, id Match, cmd string, dest any, slice bool, weight float64) (w directory.Reg, changed bool, err error) {
 	key := regKey{kind: kind, object: object, cmd: cmd, pattern: id, dest: dest}
 	r := n.byKey[key]
 	if r != nil && r.slice == slice && r.weight == weight {
-		return bus.Reg{}, false, nil // already registered just so
+		return directory.Reg{}, false, nil // already registered just so
 	}
 	isNew := r == nil
 	if isNew {
@@ -148,7 +149,7 @@ func (n *Notifier) registerLocked(kind bus.Kind, object string, id Match, cmd st
 	// Subscribed before the registration is announced, so the subscription
 	// reaches every server before any peer routes to it.
 	if err := n.syncFanLocked(r); err != nil {
-		return bus.Reg{}, false, err
+		return directory.Reg{}, false, err
 	}
 	if isNew {
 		n.byKey[key] = r

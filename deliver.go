@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/directory"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -55,8 +57,8 @@ type delivery struct {
 	forwarded   bool // a slice notification drawn again once already
 }
 
-func (r *localReg) wire() bus.Reg {
-	return bus.Reg{
+func (r *localReg) wire() directory.Reg {
+	return directory.Reg{
 		ID: r.id, Kind: r.key.kind, Object: r.key.object, Cmd: r.key.cmd,
 		Mask: r.key.pattern.Mask, Value: r.key.pattern.Value,
 		Slice: r.slice, Weight: r.weight,
@@ -107,7 +109,7 @@ func (n *Notifier) orphaned(r *localReg, ds []delivery, closed bool) {
 				n.dropped("slice registration removed; drawn again once already", r)
 				continue
 			}
-			switch err := n.publish(d.object, d.id, d.cmd, d.args.data, d.args.json, false, true, bus.FlagForwarded); {
+			switch err := n.publish(d.object, d.id, d.cmd, d.args.data, d.args.json, false, true, frame.FlagForwarded); {
 			case errors.Is(err, errNoSlice):
 				n.dropped("slice registration removed, no other slice left", r)
 			case err != nil:
@@ -176,7 +178,7 @@ func (n *Notifier) Stats() Stats {
 	}
 	n.mu.RUnlock()
 	var (
-		ds    bus.Stats
+		ds    directory.Stats
 		peers int
 	)
 	if n.dir != nil {
@@ -300,16 +302,16 @@ func (n *Notifier) syncFanLocked(r *localReg) error {
 // of the subject, the frame header, and the body, which must be valid JSON
 // (FlagJSON) or one msgpack value under wire.Check's bounds. It keeps no
 // state; args shares memory with data.
-func parseRouted(subject string, skip int, data []byte) (object, cmd string, id int64, f bus.Frame, args Args, err error) {
+func parseRouted(subject string, skip int, data []byte) (object, cmd string, id int64, f frame.Frame, args Args, err error) {
 	object, cmd, id, ok := bus.ParseAddr(subject[skip:])
 	if !ok {
-		return "", "", 0, f, Args{}, fmt.Errorf("%w: subject %q", bus.ErrBadFrame, subject)
+		return "", "", 0, f, Args{}, fmt.Errorf("%w: subject %q", frame.ErrBadFrame, subject)
 	}
-	f, body, err := bus.ParseFrame(data)
+	f, body, err := frame.ParseFrame(data)
 	if err != nil {
 		return "", "", 0, f, Args{}, err
 	}
-	isJSON := f.Flags&bus.FlagJSON != 0
+	isJSON := f.Flags&frame.FlagJSON != 0
 	if err := checkBody(body, isJSON); err != nil {
 		return "", "", 0, f, Args{}, err
 	}
@@ -360,7 +362,7 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 		n.dropped("closed", nil)
 		return
 	}
-	if flags&bus.FlagFull != 0 {
+	if flags&frame.FlagFull != 0 {
 		bp := entryPool.Get().(*[]match.Entry[*localReg])
 		full, _ := n.local[bus.KindPub].Lookup(object, cmd, id, (*bp)[:0], nil)
 		for _, e := range full {
@@ -374,13 +376,13 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 		*bp = full[:0]
 		entryPool.Put(bp)
 	}
-	if flags&bus.FlagSlice != 0 {
+	if flags&frame.FlagSlice != 0 {
 		r := n.byID[slice]
 		if r == nil || r.key.kind != bus.KindPub || !r.slice || r.key.object != object || r.key.cmd != cmd || !r.key.pattern.Matches(id) {
 			n.reroute(flags, object, cmd, id, args)
 			return
 		}
-		d.forwarded = flags&bus.FlagForwarded != 0
+		d.forwarded = flags&frame.FlagForwarded != 0
 		n.push(r, d)
 	}
 }
@@ -389,7 +391,7 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 // Notifier before it arrived, drawing again among the slices the directory
 // knows now. It happens at most once per notification.
 func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) {
-	if flags&bus.FlagForwarded != 0 {
+	if flags&frame.FlagForwarded != 0 {
 		n.dropped("slice registration gone", nil)
 		return
 	}
@@ -398,7 +400,7 @@ func (n *Notifier) reroute(flags byte, object, cmd string, id int64, args Args) 
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		switch err := n.publish(object, id, cmd, args.data, args.json, false, true, bus.FlagForwarded); {
+		switch err := n.publish(object, id, cmd, args.data, args.json, false, true, frame.FlagForwarded); {
 		case errors.Is(err, errNoSlice):
 			n.dropped("slice registration gone, no other slice left", nil)
 		case err != nil:
@@ -509,8 +511,8 @@ func (n *Notifier) Publish(object string, id int64, cmd string, args any) error 
 }
 
 func (n *Notifier) checkSize(body []byte) error {
-	if max := n.nc.MaxPayload(); max > 0 && int64(len(body)+bus.FrameHeaderLen) > max {
-		return fmt.Errorf("%w: %d bytes, the server accepts %d", ErrPayloadTooLarge, len(body), max-bus.FrameHeaderLen)
+	if max := n.nc.MaxPayload(); max > 0 && int64(len(body)+frame.FrameHeaderLen) > max {
+		return fmt.Errorf("%w: %d bytes, the server accepts %d", ErrPayloadTooLarge, len(body), max-frame.FrameHeaderLen)
 	}
 	return nil
 }
@@ -518,14 +520,14 @@ func (n *Notifier) checkSize(body []byte) error {
 // sendBuf is a reusable buffer for subjects and frames.
 var sendBufs = sync.Pool{New: func() any {
 	b := &sendBuf{}
-	b.full = make([]bus.Entry, 0, 16)
-	b.slices = make([]bus.Entry, 0, 16)
+	b.full = make([]directory.Entry, 0, 16)
+	b.slices = make([]directory.Entry, 0, 16)
 	return b
 }}
 
 type sendBuf struct {
 	subj, frame  []byte
-	full, slices []bus.Entry
+	full, slices []directory.Entry
 }
 
 // publish routes one notification by the directory. extra is or'ed into the
@@ -548,9 +550,9 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 	}()
 	flagsBase := extra
 	if isJSON {
-		flagsBase |= bus.FlagJSON
+		flagsBase |= frame.FlagJSON
 	}
-	var pick bus.RegRef
+	var pick directory.RegRef
 	if i := match.Pick(slices, n.rand); i >= 0 {
 		pick = slices[i].Key
 	}
@@ -576,7 +578,7 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 	}
 	full = full[:k]
 	if broadcast {
-		if err := n.sendFan(b, flagsBase|bus.FlagBroadcast, object, cmd, id, body); err != nil {
+		if err := n.sendFan(b, flagsBase|frame.FlagBroadcast, object, cmd, id, body); err != nil {
 			return err
 		}
 	}
@@ -587,9 +589,9 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 		if seenNode(full[:i], node) {
 			continue
 		}
-		flags := flagsBase | bus.FlagFull
+		flags := flagsBase | frame.FlagFull
 		if node == pick.Node {
-			flags |= bus.FlagSlice
+			flags |= frame.FlagSlice
 			sliceSent = true
 		}
 		if err := n.send(b, node, flags, pick.ID, object, cmd, id, body); err != nil {
@@ -597,7 +599,7 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 		}
 	}
 	if !sliceSent {
-		return n.send(b, pick.Node, flagsBase|bus.FlagSlice, pick.ID, object, cmd, id, body)
+		return n.send(b, pick.Node, flagsBase|frame.FlagSlice, pick.ID, object, cmd, id, body)
 	}
 	return nil
 }
@@ -614,7 +616,7 @@ func (n *Notifier) sendFan(b *sendBuf, flags byte, object, cmd string, id int64,
 	b.subj = append(b.subj[:0], n.subj.Prefix...)
 	b.subj = append(b.subj, ".fan."...)
 	b.subj = bus.AppendAddr(b.subj, object, cmd, id)
-	b.frame = bus.AppendFrame(b.frame[:0], bus.Frame{Flags: flags}, body)
+	b.frame = frame.AppendFrame(b.frame[:0], frame.Frame{Flags: flags}, body)
 	if err := n.nc.Publish(unsafe.String(unsafe.SliceData(b.subj), len(b.subj)), b.frame); err != nil {
 		return fmt.Errorf("notifier: publish: %w", err)
 	}
@@ -622,7 +624,7 @@ func (n *Notifier) sendFan(b *sendBuf, flags byte, object, cmd string, id int64,
 }
 
 // seenNode reports whether node appears in prev.
-func seenNode(prev []bus.Entry, node string) bool {
+func seenNode(prev []directory.Entry, node string) bool {
 	for _, e := range prev {
 		if e.Key.Node == node {
 			return true
@@ -635,7 +637,7 @@ func (n *Notifier) send(b *sendBuf, node string, flags byte, slice uint64, objec
 	if node == n.node {
 		// Local delivery skips NATS; the body must outlive the caller's buffer.
 		data := append([]byte(nil), body...)
-		n.deliver(flags, slice, object, cmd, id, Args{data: data, json: flags&bus.FlagJSON != 0})
+		n.deliver(flags, slice, object, cmd, id, Args{data: data, json: flags&frame.FlagJSON != 0})
 		return nil
 	}
 	b.subj = append(b.subj[:0], n.subj.Prefix...)
@@ -643,7 +645,7 @@ func (n *Notifier) send(b *sendBuf, node string, flags byte, slice uint64, objec
 	b.subj = append(b.subj, node...)
 	b.subj = append(b.subj, ".pub."...)
 	b.subj = bus.AppendAddr(b.subj, object, cmd, id)
-	b.frame = bus.AppendFrame(b.frame[:0], bus.Frame{Flags: flags, Slice: slice}, body)
+	b.frame = frame.AppendFrame(b.frame[:0], frame.Frame{Flags: flags, Slice: slice}, body)
 	// nats.go copies the subject into its buffer before Publish returns, so a
 	// string over b.subj, which is reused only after that, is safe.
 	if err := n.nc.Publish(unsafe.String(unsafe.SliceData(b.subj), len(b.subj)), b.frame); err != nil {

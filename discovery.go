@@ -98,7 +98,7 @@ func (n *Notifier) startDiscovery() error {
 			return
 		}
 		_ = r.Respond(data)
-	}), micro.WithEndpointSubject(n.subj.Prefix+".node."+n.node+".registrations"), micro.WithEndpointQueueGroupDisabled())
+	}), micro.WithEndpointSubject(n.subj.NodeRegistrations(n.node)), micro.WithEndpointQueueGroupDisabled())
 	if err != nil {
 		_ = svc.Stop()
 		return fmt.Errorf("notifier: service discovery: %w", err)

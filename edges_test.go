@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/natsnotifier/notifier"
-	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -148,7 +148,7 @@ func TestGatewayMaxPayload(t *testing.T) {
 	if json.Unmarshal(m.Data, &g) != nil || !strings.Contains(g.Error, notifier.ErrPayloadTooLarge.Error()) {
 		t.Errorf("reply %.200s, want %q", m.Data, notifier.ErrPayloadTooLarge)
 	}
-	fits := max - bus.FrameHeaderLen
+	fits := max - frame.FrameHeaderLen
 	if err := nc.Publish("notifier.pub.demo.log.4", jsonString(fits)); err != nil {
 		t.Fatal(err)
 	}

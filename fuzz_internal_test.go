@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -95,11 +96,11 @@ func FuzzRoutedFrame(f *testing.F) {
 		tail string
 		data []byte
 	}{
-		{"o.c.1", []byte{bus.FlagFull, 0xc0}},
-		{"o.c.1", []byte{bus.FlagSlice, 0x03, 0x92, 0x01, 0x02}},
-		{"o.c.-5", []byte{bus.FlagFull | bus.FlagJSON, '[', '1', ']'}},
-		{"o.c.1", []byte{bus.FlagFull | bus.FlagTimeout, 0xe8, 0x07, 0xdd, 0xff, 0xff, 0xff, 0xff}},
-		{"o.c.x", []byte{bus.FlagFull}},
+		{"o.c.1", []byte{frame.FlagFull, 0xc0}},
+		{"o.c.1", []byte{frame.FlagSlice, 0x03, 0x92, 0x01, 0x02}},
+		{"o.c.-5", []byte{frame.FlagFull | frame.FlagJSON, '[', '1', ']'}},
+		{"o.c.1", []byte{frame.FlagFull | frame.FlagTimeout, 0xe8, 0x07, 0xdd, 0xff, 0xff, 0xff, 0xff}},
+		{"o.c.x", []byte{frame.FlagFull}},
 		{"o..1", nil},
 	} {
 		f.Add(s.tail, s.data)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/natsnotifier/notifier"
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -105,8 +106,8 @@ func TestHostileMsgpack(t *testing.T) {
 	for name, body := range hostileBodies {
 		// Routed frames: flags (full, or full and JSON-less broadcast), then the body.
 		for _, m := range []*nats.Msg{
-			{Subject: nodePub, Data: append([]byte{bus.FlagFull}, body...)},
-			{Subject: fan, Data: append([]byte{bus.FlagBroadcast}, body...)},
+			{Subject: nodePub, Data: append([]byte{frame.FlagFull}, body...)},
+			{Subject: fan, Data: append([]byte{frame.FlagBroadcast}, body...)},
 			{Subject: gwPub, Header: mp, Data: body},
 		} {
 			if err := nc.PublishMsg(m); err != nil {
@@ -115,13 +116,13 @@ func TestHostileMsgpack(t *testing.T) {
 			sent++
 		}
 		// A routed RPC: full, with a timeout of 1000 ms.
-		reply, err := nc.Request(nodeRPC, append([]byte{bus.FlagFull | bus.FlagTimeout, 0xe8, 0x07}, body...), rpcWait)
+		reply, err := nc.Request(nodeRPC, append([]byte{frame.FlagFull | frame.FlagTimeout, 0xe8, 0x07}, body...), rpcWait)
 		if err != nil {
 			t.Fatalf("%s: routed rpc: %v", name, err)
 		}
 		sent++
-		_, kind, rbody, err := bus.ParseReply(reply.Data)
-		if err != nil || kind != bus.ReplyError || !bytes.Contains(rbody, []byte("malformed")) {
+		_, kind, rbody, err := frame.ParseReply(reply.Data)
+		if err != nil || kind != frame.ReplyError || !bytes.Contains(rbody, []byte("malformed")) {
 			t.Errorf("%s: routed rpc answered kind %d %q (%v), want an error reply", name, kind, rbody, err)
 		}
 		gw, err := nc.RequestMsg(&nats.Msg{Subject: gwRPC, Header: mp, Data: body}, rpcWait)
@@ -186,10 +187,10 @@ func TestGarbageRouted(t *testing.T) {
 	before := n.Stats().Undecodable
 	bad := [][]byte{
 		[]byte("garbage"),
-		{bus.FlagFull, 'g', 'a', 'r', 'b', 'a', 'g', 'e'},
-		{bus.FlagFull | bus.FlagJSON, '{', 'x'},
-		{bus.FlagFull, 0x01, 0x02},
-		{bus.FlagFull | bus.FlagSlice}, // slice id missing
+		{frame.FlagFull, 'g', 'a', 'r', 'b', 'a', 'g', 'e'},
+		{frame.FlagFull | frame.FlagJSON, '{', 'x'},
+		{frame.FlagFull, 0x01, 0x02},
+		{frame.FlagFull | frame.FlagSlice}, // slice id missing
 	}
 	for _, b := range bad {
 		for _, subj := range []string{nodePub, fan} {

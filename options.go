@@ -11,16 +11,17 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/directory"
 )
 
 // Defaults of the options.
 const (
 	DefaultPrefix          = bus.DefaultPrefix
-	DefaultHeartbeat       = bus.DefaultHeartbeat
+	DefaultHeartbeat       = directory.DefaultHeartbeat
 	DefaultRPCTimeout      = 5 * time.Second
 	DefaultQueueSize       = 65536
 	DefaultConcurrency     = 64
-	DefaultSyncTimeout     = bus.DefaultTimeout
+	DefaultSyncTimeout     = directory.DefaultTimeout
 	DefaultRegisterTimeout = 5 * time.Second
 	DefaultCloseTimeout    = 30 * time.Second
 )

@@ -14,6 +14,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/directory"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/internal/wire"
 	"github.com/natsnotifier/notifier/match"
 )
@@ -41,7 +43,7 @@ type call struct {
 	body        []byte
 	json        bool
 	deadline    time.Time
-	slices      []bus.Entry // slice candidates left for a redraw
+	slices      []directory.Entry // slice candidates left for a redraw
 	targets     []*target
 	results     []Result
 	open        int  // targets still to answer
@@ -258,32 +260,32 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 		done: make(chan struct{}),
 	}
 	cl.targets = cl.tptr[:0]
-	var pick bus.RegRef
+	var pick directory.RegRef
 	if i := match.Pick(slices, n.rand); i >= 0 {
 		pick = slices[i].Key
 	}
 	if len(slices) > 1 { // kept for a redraw
-		cl.slices = append([]bus.Entry(nil), slices...)
+		cl.slices = append([]directory.Entry(nil), slices...)
 	}
-	base := byte(bus.FlagTimeout)
+	base := byte(frame.FlagTimeout)
 	if isJSON {
-		base |= bus.FlagJSON
+		base |= frame.FlagJSON
 	}
 	sliceSent := pick.Node == ""
 	for i, e := range full {
 		if seenNode(full[:i], e.Key.Node) {
 			continue
 		}
-		t := cl.newTarget(e.Key.Node, base|bus.FlagFull, 0)
+		t := cl.newTarget(e.Key.Node, base|frame.FlagFull, 0)
 		if t.node == pick.Node {
-			t.flags |= bus.FlagSlice
+			t.flags |= frame.FlagSlice
 			t.slice = pick.ID
 			sliceSent = true
 		}
 		cl.targets = append(cl.targets, t)
 	}
 	if !sliceSent {
-		cl.targets = append(cl.targets, cl.newTarget(pick.Node, base|bus.FlagSlice, pick.ID))
+		cl.targets = append(cl.targets, cl.newTarget(pick.Node, base|frame.FlagSlice, pick.ID))
 	}
 	cl.open = len(cl.targets)
 
@@ -355,9 +357,9 @@ func (c *rpcClient) sendLocked(cl *call, i int, t *target) error {
 }
 
 // send sends the request to target i, building subject, reply subject and
-// frame in buf and frame, which it returns for reuse: nats.go copies them
+// frame in buf and fb, which it returns for reuse: nats.go copies them
 // before PublishRequest returns.
-func (c *rpcClient) send(buf, frame []byte, cl *call, i int, t *target) ([]byte, []byte, error) {
+func (c *rpcClient) send(buf, fb []byte, cl *call, i int, t *target) ([]byte, []byte, error) {
 	n := c.n
 	ms := time.Until(cl.deadline).Milliseconds()
 	if ms < 1 {
@@ -373,13 +375,13 @@ func (c *rpcClient) send(buf, frame []byte, cl *call, i int, t *target) ([]byte,
 	b = strconv.AppendUint(b, cl.id, 10)
 	b = append(b, '.')
 	b = strconv.AppendInt(b, int64(i), 10)
-	frame = bus.AppendFrame(frame[:0], bus.Frame{Flags: t.flags, Slice: t.slice, Timeout: uint64(ms)}, cl.body)
+	fb = frame.AppendFrame(fb[:0], frame.Frame{Flags: t.flags, Slice: t.slice, Timeout: uint64(ms)}, cl.body)
 	subj := unsafe.String(unsafe.SliceData(b), end)
 	reply := unsafe.String(unsafe.SliceData(b[end:]), len(b)-end)
-	if err := n.nc.PublishRequest(subj, reply, frame); err != nil {
-		return b, frame, fmt.Errorf("notifier: rpc: %w", err)
+	if err := n.nc.PublishRequest(subj, reply, fb); err != nil {
+		return b, fb, fmt.Errorf("notifier: rpc: %w", err)
 	}
-	return b, frame, nil
+	return b, fb, nil
 }
 
 // onReply handles one reply (or a "no responders" status) of a call.
@@ -401,14 +403,14 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 		return // late, or unknown
 	}
 	t := cl.targets[idx]
-	if bus.IsNoResponders(m) {
+	if frame.IsNoResponders(m) {
 		// That Notifier is gone: this call and every other call in flight
 		// to it stop waiting for it.
 		drop = t.node
 		c.peerGoneLocked(t.node)
 		return
 	}
-	total, kind, body, err := bus.ParseReply(m.Data)
+	total, kind, body, err := frame.ParseReply(m.Data)
 	if err != nil {
 		c.n.stats.undecoded.Add(1)
 		cl.results = append(cl.results, Result{Err: &RemoteError{Code: CodeInternal, Message: "malformed reply from " + t.node}})
@@ -418,7 +420,7 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 	t.expect = total
 	t.got++
 	switch kind {
-	case bus.ReplyValue:
+	case frame.ReplyValue:
 		cl.answered = true
 		if err := checkBody(body, false); err != nil {
 			c.n.stats.undecoded.Add(1)
@@ -426,16 +428,16 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 			break
 		}
 		cl.results = append(cl.results, Result{Value: Args{data: body}})
-	case bus.ReplyError:
+	case frame.ReplyError:
 		cl.answered = true
 		cl.results = append(cl.results, Result{Err: decodeRemoteError(body)})
-	case bus.ReplyNone:
+	case frame.ReplyNone:
 		cl.answered = true
-	case bus.ReplyNothing:
+	case frame.ReplyNothing:
 		// The registration left that Notifier: not an answer.
-	case bus.ReplyGone:
-		ref := bus.RegRef{Node: t.node, ID: t.slice}
-		c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key == ref })
+	case frame.ReplyGone:
+		ref := directory.RegRef{Node: t.node, ID: t.slice}
+		c.redrawLocked(cl, func(e directory.Entry) bool { return e.Key == ref })
 	}
 	if t.got >= t.expect {
 		c.finishLocked(cl, t)
@@ -463,9 +465,9 @@ func (c *rpcClient) peerGoneLocked(node string) {
 			if t.done || t.node != node {
 				continue
 			}
-			if t.flags&bus.FlagSlice != 0 && t.got == 0 {
+			if t.flags&frame.FlagSlice != 0 && t.got == 0 {
 				// Draw again before finishing t, so the call stays open.
-				c.redrawLocked(cl, func(e bus.Entry) bool { return e.Key.Node == node })
+				c.redrawLocked(cl, func(e directory.Entry) bool { return e.Key.Node == node })
 			}
 			c.finishLocked(cl, t)
 		}
@@ -482,7 +484,7 @@ func (c *rpcClient) finishLocked(cl *call, t *target) {
 }
 
 // redrawLocked draws another slice after the drawn one turned out gone.
-func (c *rpcClient) redrawLocked(cl *call, gone func(bus.Entry) bool) {
+func (c *rpcClient) redrawLocked(cl *call, gone func(directory.Entry) bool) {
 	kept := cl.slices[:0]
 	for _, e := range cl.slices {
 		if !gone(e) {
@@ -498,9 +500,9 @@ func (c *rpcClient) redrawLocked(cl *call, gone func(bus.Entry) bool) {
 		return
 	}
 	e := cl.slices[i]
-	base := byte(bus.FlagTimeout | bus.FlagSlice)
+	base := byte(frame.FlagTimeout | frame.FlagSlice)
 	if cl.json {
-		base |= bus.FlagJSON
+		base |= frame.FlagJSON
 	}
 	t := cl.newTarget(e.Key.Node, base, e.Key.ID)
 	cl.targets = append(cl.targets, t)

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -25,14 +26,14 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 	if err != nil {
 		n.stats.undecoded.Add(1)
 		n.log.Warn("notifier: malformed routed rpc refused", "subject", m.Subject, "err", err)
-		n.reply(m.Reply, 1, bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request: " + err.Error()}))
+		n.reply(m.Reply, 1, frame.ReplyError, encodeRemoteError(&RemoteError{Code: CodeDecode, Message: "malformed request: " + err.Error()}))
 		return
 	}
 	var regsBuf [4]*localReg
 	regs := regsBuf[:0]
 	gone := false
 	n.mu.RLock()
-	if f.Flags&bus.FlagFull != 0 {
+	if f.Flags&frame.FlagFull != 0 {
 		bp := entryPool.Get().(*[]match.Entry[*localReg])
 		full, _ := n.local[bus.KindRPC].Lookup(object, cmd, id, (*bp)[:0], nil)
 		for _, e := range full {
@@ -42,7 +43,7 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		*bp = full[:0]
 		entryPool.Put(bp)
 	}
-	if f.Flags&bus.FlagSlice != 0 {
+	if f.Flags&frame.FlagSlice != 0 {
 		r := n.byID[f.Slice]
 		if r == nil || r.key.kind != bus.KindRPC || !r.slice || r.key.object != object || r.key.cmd != cmd || !r.key.pattern.Matches(id) {
 			gone = true
@@ -55,14 +56,14 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 	total := len(regs)
 	if gone {
 		total++
-		n.reply(m.Reply, total, bus.ReplyGone, nil)
+		n.reply(m.Reply, total, frame.ReplyGone, nil)
 	}
 	if total == 0 {
-		n.reply(m.Reply, 1, bus.ReplyNothing, nil)
+		n.reply(m.Reply, 1, frame.ReplyNothing, nil)
 		return
 	}
 	timeout := n.o.rpcTimeout
-	if f.Flags&bus.FlagTimeout != 0 {
+	if f.Flags&frame.FlagTimeout != 0 {
 		// The handler's deadline is a little before the caller's, so that a
 		// handler giving up on ctx still gets its error to the caller in time.
 		timeout = time.Duration(f.Timeout) * time.Millisecond
@@ -149,11 +150,11 @@ func (n *Notifier) serve(j rpcJob) {
 			re = &RemoteError{Code: CodeHandler, Message: err.Error()}
 		}
 		n.stats.rpcErrors.Add(1)
-		n.reply(j.reply, j.total, bus.ReplyError, encodeRemoteError(re))
+		n.reply(j.reply, j.total, frame.ReplyError, encodeRemoteError(re))
 		return
 	}
 	if v == nil {
-		n.reply(j.reply, j.total, bus.ReplyNone, nil)
+		n.reply(j.reply, j.total, frame.ReplyNone, nil)
 		return
 	}
 	e, body, err := encodeResult(v)
@@ -161,10 +162,10 @@ func (n *Notifier) serve(j rpcJob) {
 	if err != nil {
 		n.stats.rpcErrors.Add(1)
 		n.log.Warn("notifier: rpc result cannot be encoded", "object", j.object, "cmd", j.cmd, "id", j.id, "err", err)
-		n.reply(j.reply, j.total, bus.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()}))
+		n.reply(j.reply, j.total, frame.ReplyError, encodeRemoteError(&RemoteError{Code: CodeEncode, Message: err.Error()}))
 		return
 	}
-	n.reply(j.reply, j.total, bus.ReplyValue, body)
+	n.reply(j.reply, j.total, frame.ReplyValue, body)
 }
 
 // encodeResult encodes a handler's result as msgpack. Args that came in as
@@ -204,13 +205,13 @@ func (n *Notifier) callHandler(ctx context.Context, r *localReg, object string, 
 // Stats().RPCErrors and logged.
 func (n *Notifier) reply(subject string, total int, kind byte, body []byte) {
 	b := replyBufs.Get().(*[]byte)
-	*b = bus.AppendReply((*b)[:0], total, kind, body)
+	*b = frame.AppendReply((*b)[:0], total, kind, body)
 	err := n.nc.Publish(subject, *b) // nats.go copies the data
 	if errors.Is(err, nats.ErrMaxPayload) {
 		n.stats.rpcErrors.Add(1)
 		n.log.Warn("notifier: rpc reply too large, sent an error instead", "bytes", len(*b), "max_payload", n.nc.MaxPayload())
 		re := &RemoteError{Code: CodeEncode, Message: fmt.Sprintf("%s: the reply is %d bytes, the server accepts %d", ErrPayloadTooLarge, len(*b), n.nc.MaxPayload())}
-		*b = bus.AppendReply((*b)[:0], total, bus.ReplyError, encodeRemoteError(re))
+		*b = frame.AppendReply((*b)[:0], total, frame.ReplyError, encodeRemoteError(re))
 		err = n.nc.Publish(subject, *b)
 	}
 	if err != nil {

@@ -8,7 +8,7 @@ go vet ./...
 go test -race -count=1 ./...
 # Fuzz the decoders of bytes from outside for a bounded time each (about a minute in all).
 for t in FuzzRoutedFrame FuzzGatewaySubject FuzzGatewayJSON FuzzGatewayMsgpack FuzzArgsDecode; do go test -run='^$' -fuzz="^$t\$" -fuzztime=10s . ; done
-go test -run='^$' -fuzz='^FuzzDirectoryMessage$' -fuzztime=10s ./bus
+go test -run='^$' -fuzz='^FuzzDirectoryMessage$' -fuzztime=10s ./internal/directory
 go test -run='^$' -fuzz='^FuzzCheck$' -fuzztime=10s ./internal/wire
 if [ -d e2e ]; then
   (cd e2e && go vet ./... && go test -race -count=1 ./...)

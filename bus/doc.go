@@ -1,6 +1,7 @@
-// Package bus is the NATS transport of the Notifier: the subject layout, the
-// wire frames of routed messages, and the interest directory that lets every
-// Notifier on a NATS system know every registration of every other one.
+// Package bus is the Notifier's layout on NATS: the subjects it uses and the
+// names it accepts. It is what a NATS client that is not a Notifier needs to
+// talk to one (the gateway subjects), and what an operator needs to write
+// permissions or to watch the traffic with the nats CLI.
 //
 // # Subjects
 //
@@ -11,19 +12,23 @@
 //	notifier.node.<node>.pub.<object>.<cmd>.<id> a publish routed to one Notifier
 //	notifier.fan.<object>.<cmd>.<id>            a publish to every full registration for all ids (Match{})
 //	notifier.node.<node>.rpc.<object>.<cmd>.<id> an RPC routed to one Notifier
+//	notifier.node.<node>.registrations          request: that Notifier's registrations as JSON (nats micro)
 //	notifier.node.<node>.dir                    request: stream that Notifier's registration table
 //	notifier.node.<node>.ack                    acknowledgements of that Notifier's announcements
-//	notifier.dir.ann.<node>                     announcements: heartbeat, changes, goodbye
+//	notifier.node.<node>.probe                  ring probes of the directory
+//	notifier.dir.ann.<node>                     announcements: changes, whole tables, drops, goodbye
 //	_NOTIFIER.notifier.members                  request (queue group): which Notifiers are on the bus
 //
-// # Directory protocol
+// Only the gateway subjects have a documented body (JSON or msgpack, see the
+// README). The messages on the other subjects are the library's own wire
+// format and may change between versions; the directory protocol that uses
+// them is described in the library's internal/directory package and in the
+// README's "Scale" section.
 //
-// Every Notifier (a node) numbers the versions of its own registration table.
-// It announces each change as a delta carrying the new version, and a heartbeat
-// carrying the current one. A node that sees a version gap, or hears from a node
-// it does not know, fetches that node's whole table directly from it. A joining
-// node subscribes to announcements first, asks one member for the member list,
-// then fetches every member's table: a reply from a member proves the joiner's
-// subscriptions reached that member's server, so no later change of that member
-// can be missed. A node silent for the expiry time is dropped; Close says goodbye.
+// # API
+//
+//   - DefaultPrefix, Subjects and its methods: every subject name.
+//   - Kind (KindPub, KindRPC): the "pub" and "rpc" subject families.
+//   - ValidName, MaxNameLen, ValidPrefix: the names the Notifier accepts.
+//   - AppendAddr, ParseAddr: the "<object>.<cmd>.<id>" tail of a subject.
 package bus

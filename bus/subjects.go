@@ -86,6 +86,12 @@ func (s Subjects) NodeProbe(node string) string { return s.Prefix + ".node." + n
 // NodeAck is the subject a node receives acknowledgements on.
 func (s Subjects) NodeAck(node string) string { return s.Prefix + ".node." + node + ".ack" }
 
+// NodeRegistrations is the discovery endpoint of node: a request answered
+// with its registrations as JSON (a nats micro endpoint).
+func (s Subjects) NodeRegistrations(node string) string {
+	return s.Prefix + ".node." + node + ".registrations"
+}
+
 // NodeData is the prefix, ending in '.', of the routed data subjects of a
 // node for kind: "<prefix>.node.<node>.pub." or "<prefix>.node.<node>.rpc.".
 func (s Subjects) NodeData(node string, k Kind) string {
@@ -128,4 +134,19 @@ func ParseAddr(s string) (object, cmd string, id int64, ok bool) {
 		return "", "", 0, false
 	}
 	return object, cmd, id, true
+}
+
+// Kind separates notification registrations from RPC registrations.
+type Kind uint8
+
+const (
+	KindPub Kind = iota // Subscribe and Slice registrations
+	KindRPC             // RPCRegister and RPCSlice registrations
+)
+
+func (k Kind) String() string {
+	if k == KindRPC {
+		return "rpc"
+	}
+	return "pub"
 }

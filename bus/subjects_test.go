@@ -218,6 +218,8 @@ func TestSubjectsLayout(t *testing.T) {
 		{addr(Subjects{DefaultPrefix}.NodeData("n1", KindRPC)), "notifier.node.n1.rpc.obj.cmd.-7"},
 		{Subjects{DefaultPrefix}.NodeDir("n1"), "notifier.node.n1.dir"},
 		{Subjects{DefaultPrefix}.NodeAck("n1"), "notifier.node.n1.ack"},
+		{Subjects{DefaultPrefix}.NodeProbe("n1"), "notifier.node.n1.probe"},
+		{Subjects{DefaultPrefix}.NodeRegistrations("n1"), "notifier.node.n1.registrations"},
 		{Subjects{DefaultPrefix}.Ann("n1"), "notifier.dir.ann.n1"},
 		{Subjects{DefaultPrefix}.AnnAll(), "notifier.dir.ann.*"},
 		{Subjects{DefaultPrefix}.Members(), "_NOTIFIER.notifier.members"},
@@ -264,6 +266,8 @@ func TestSubjectsMatchDoc(t *testing.T) {
 		addr(s.Fan()),
 		s.NodeDir("N1"),
 		s.NodeAck("N1"),
+		s.NodeProbe("N1"),
+		s.NodeRegistrations("N1"),
 		s.Ann("N1"),
 		s.Members(),
 	}

@@ -127,7 +127,7 @@ func TestRPCTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	// Workaround, as in connect: bus.Join does not flush its member-list
+	// Workaround, as in connect: directory.Join does not flush its member-list
 	// subscription, so the rpc process could miss this Notifier.
 	if err := n.Conn().Flush(); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -28,7 +29,7 @@ func TestVersionGapRepair(t *testing.T) {
 	}
 	check := func(step string, served int, want ...uint64) {
 		t.Helper()
-		if got := ids(d, KindPub, "r1"); !slices.Equal(got, want) {
+		if got := ids(d, bus.KindPub, "r1"); !slices.Equal(got, want) {
 			t.Fatalf("%s: n2 knows r1's registrations %v, want %v", step, got, want)
 		}
 		if got := r.servedCount(); got != served {
@@ -84,8 +85,8 @@ func TestVersionGapRepair(t *testing.T) {
 	r.announce(announcement{Type: annBye})
 	eventually(t, waitTimeout, func() bool { return peers(d) == nil }, "n2 forgets r1 after its goodbye")
 	check("goodbye", 6)
-	if d.Len(KindPub) != 0 {
-		t.Fatalf("n2 still holds %d registrations", d.Len(KindPub))
+	if d.Len(bus.KindPub) != 0 {
+		t.Fatalf("n2 still holds %d registrations", d.Len(bus.KindPub))
 	}
 }
 
@@ -97,24 +98,24 @@ func TestOversizedAnnouncement(t *testing.T) {
 	nc1 := testenv.Connect(t, s.URL())
 	n1 := join(t, nc1, "n1")
 	n2 := join(t, testenv.Connect(t, s.URL()), "n2")
-	long := strings.Repeat("x", MaxNameLen)
-	n := int(nc1.MaxPayload())/(2*MaxNameLen) + 1
+	long := strings.Repeat("x", bus.MaxNameLen)
+	n := int(nc1.MaxPayload())/(2*bus.MaxNameLen) + 1
 	puts := make([]Reg, n)
 	for i := range puts {
-		puts[i] = Reg{ID: uint64(i), Kind: KindPub, Object: long, Cmd: long}
+		puts[i] = Reg{ID: uint64(i), Kind: bus.KindPub, Object: long, Cmd: long}
 	}
 	if err := n1.Announce(puts, nil).Wait(waitTimeout); !errors.Is(err, nats.ErrMaxPayload) {
 		t.Fatalf("announcing %d long registrations: err = %v, want nats.ErrMaxPayload", n, err)
 	}
-	if n1.Len(KindPub) != n {
-		t.Fatalf("n1 holds %d registrations, want %d", n1.Len(KindPub), n)
+	if n1.Len(bus.KindPub) != n {
+		t.Fatalf("n1 holds %d registrations, want %d", n1.Len(bus.KindPub), n)
 	}
-	if !poll(waitTimeout, func() bool { return n2.Len(KindPub) == n }) {
-		t.Fatalf("n2 knows %d registrations, not the %d of n1", n2.Len(KindPub), n)
+	if !poll(waitTimeout, func() bool { return n2.Len(bus.KindPub) == n }) {
+		t.Fatalf("n2 knows %d registrations, not the %d of n1", n2.Len(bus.KindPub), n)
 	}
 	// And the versions are in step again: the next change is confirmed.
 	announce(t, n1, nil, list(0))
-	if n2.Len(KindPub) != n-1 {
-		t.Fatalf("after the delete n2 holds %d registrations, want %d", n2.Len(KindPub), n-1)
+	if n2.Len(bus.KindPub) != n-1 {
+		t.Fatalf("after the delete n2 holds %d registrations, want %d", n2.Len(bus.KindPub), n-1)
 	}
 }

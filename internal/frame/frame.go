@@ -1,125 +1,15 @@
-package bus
+// Package frame is the wire format of the Notifier's routed messages and
+// RPC replies: a flag byte, the varint fields its flags announce, then the
+// msgpack body. It is the library's own: other NATS clients talk to the
+// gateway subjects (see package bus) instead.
+package frame
 
 import (
 	"encoding/binary"
 	"errors"
 
-	"github.com/natsnotifier/notifier/match"
+	"github.com/nats-io/nats.go"
 )
-
-// Kind separates notification registrations from RPC registrations.
-type Kind uint8
-
-const (
-	KindPub Kind = iota // Subscribe and Slice registrations
-	KindRPC             // RPCRegister and RPCSlice registrations
-	numKinds
-)
-
-func (k Kind) String() string {
-	if k == KindRPC {
-		return "rpc"
-	}
-	return "pub"
-}
-
-// Reg is one registration as the directory knows it. ID is unique within the
-// node that owns it.
-type Reg struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	ID       uint64
-	Kind     Kind
-	Object   string
-	Cmd      string
-	Mask     int64
-	Value    int64
-	Slice    bool
-	Weight   float64
-}
-
-// RegRef names one registration on the bus.
-type RegRef struct {
-	Node string
-	ID   uint64
-}
-
-// Entry is a directory lookup result.
-type Entry = match.Entry[RegRef]
-
-func (r Reg) entry(node string) Entry {
-	return Entry{
-		Object:  r.Object,
-		Cmd:     r.Cmd,
-		Pattern: match.Pattern{Mask: r.Mask, Value: r.Value},
-		Slice:   r.Slice,
-		Weight:  r.Weight,
-		Key:     RegRef{Node: node, ID: r.ID},
-	}
-}
-
-// Announcement types.
-const (
-	annHeartbeat uint8 = iota + 1 // the current version only: a peer holding less fetches the table
-	annDelta                      // a change: Puts and Dels take the table from Ver-1 to Ver
-	annBye                        // the node leaves
-	annFull                       // the whole table at Ver in Puts (a join, or a node that was dropped)
-	annDrop                       // Node's probes found Target gone (Ver: the version of Target it held)
-)
-
-// announcement is published on Subjects.Ann by its node.
-type announcement struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Type     uint8
-	Node     string
-	Ver      uint64
-	Puts     []Reg
-	Dels     []uint64
-	Target   string // annDrop: the node found gone
-}
-
-// ack confirms that Node has applied the announcer's table up to Ver.
-type ack struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Node     string
-	Ver      uint64
-}
-
-// probe is the request of a ring probe, sent to Subjects.NodeProbe of a
-// successor: the prober's name and its digest of the bus (see Directory).
-// With Vector set the answer lists every node the successor knows.
-type probe struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Node     string
-	Digest   uint64
-	Vector   bool
-}
-
-// probeReply answers a probe.
-type probeReply struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Node     string
-	Ver      uint64   // the answering node's table version
-	Digest   uint64   // its digest of the bus
-	Knows    bool     // it knows the prober
-	Nodes    []string // with probe.Vector: every node it knows, itself included
-	Vers     []uint64 // the versions it holds of Nodes
-}
-
-// tablePart is one message of a streamed table; Parts messages make a table.
-type tablePart struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Node     string
-	Ver      uint64
-	Part     int
-	Parts    int
-	Regs     []Reg
-}
-
-// memberList answers Subjects.Members.
-type memberList struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Nodes    []string
-}
 
 // Frame flags, the first byte of a routed data message.
 const (
@@ -204,4 +94,9 @@ func ParseReply(p []byte) (total int, kind byte, body []byte, err error) {
 		return 0, 0, nil, ErrBadFrame
 	}
 	return int(v), p[n], p[n+1:], nil
+}
+
+// IsNoResponders reports whether m is the server's "503 no responders" status.
+func IsNoResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }

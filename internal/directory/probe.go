@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/wire"
 )
 
@@ -143,7 +144,7 @@ func (d *Directory) onProbe(m *nats.Msg) {
 		return
 	}
 	var q probe
-	if err := wire.Unmarshal(m.Data, &q); err != nil || !ValidName(q.Node) {
+	if err := wire.Unmarshal(m.Data, &q); err != nil || !bus.ValidName(q.Node) {
 		d.undecodable("probe", m, err)
 		return
 	}
@@ -221,7 +222,7 @@ func (d *Directory) reconcileLocked(from string, nodes []string, vers []uint64) 
 	theirs := make(map[string]struct{}, len(nodes))
 	started := 0
 	for i, n := range nodes {
-		if !ValidName(n) {
+		if !bus.ValidName(n) {
 			continue
 		}
 		theirs[n] = struct{}{}

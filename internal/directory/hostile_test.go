@@ -1,8 +1,9 @@
-package bus
+package directory
 
 import (
 	"testing"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -49,7 +50,7 @@ func TestHostileHeaders(t *testing.T) {
 		eventually(t, waitTimeout, func() bool { return d.Stats().Undecodable == perNode }, "%s counts %d hostile messages", d.Node(), perNode)
 	}
 	announce(t, n1, []Reg{reg(1)}, nil)
-	if got := ids(n2, KindPub, "n1"); len(got) != 1 {
+	if got := ids(n2, bus.KindPub, "n1"); len(got) != 1 {
 		t.Fatalf("after the hostile messages n2 knows n1's %v", got)
 	}
 }

@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/internal/wire"
 )
 
@@ -22,11 +24,6 @@ var errGone = errors.New("notifier: node gone")
 // is believed to take without asking the node itself (a fetch): a forged
 // far-future version cannot stop later genuine changes from applying.
 const maxVerJump = 1 << 16
-
-// IsNoResponders reports whether m is the server's "503 no responders" status.
-func IsNoResponders(m *nats.Msg) bool {
-	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
-}
 
 // undecodable counts and logs a directory message that cannot be used.
 func (d *Directory) undecodable(what string, m *nats.Msg, err error) {
@@ -47,11 +44,11 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 	err := wire.Unmarshal(m.Data, &a)
 	switch {
 	case err != nil:
-	case !ValidName(a.Node):
+	case !bus.ValidName(a.Node):
 		err = fmt.Errorf("invalid node %q", a.Node)
 	case a.Type < annHeartbeat || a.Type > annDrop:
 		err = fmt.Errorf("unknown announcement type %d", a.Type)
-	case a.Type == annDrop && !ValidName(a.Target):
+	case a.Type == annDrop && !bus.ValidName(a.Target):
 		err = fmt.Errorf("invalid drop target %q", a.Target)
 	}
 	if err != nil {
@@ -155,7 +152,7 @@ func (d *Directory) onOwnName(a *announcement, m *nats.Msg) {
 }
 
 func (d *Directory) newPeerLocked(node string) *peer {
-	p := &peer{regs: make(map[uint64]Kind)}
+	p := &peer{regs: make(map[uint64]bus.Kind)}
 	d.peers[node] = p
 	d.digest ^= verHash(node, 0)
 	return p
@@ -251,7 +248,7 @@ func (d *Directory) sendAcks(acks []pendingAck) {
 // onAck records that a peer applied our table up to a version.
 func (d *Directory) onAck(m *nats.Msg) {
 	var a ack
-	if err := wire.Unmarshal(m.Data, &a); err != nil || !ValidName(a.Node) {
+	if err := wire.Unmarshal(m.Data, &a); err != nil || !bus.ValidName(a.Node) {
 		d.undecodable("ack", m, err)
 		return
 	}
@@ -364,7 +361,7 @@ func (d *Directory) sync(ctx context.Context, all bool) error {
 	}
 	d.mu.Lock()
 	for _, n := range members {
-		if n == d.o.Node || !ValidName(n) {
+		if n == d.o.Node || !bus.ValidName(n) {
 			continue
 		}
 		p := d.peers[n]
@@ -555,7 +552,7 @@ func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
 		case <-d.ctx.Done():
 			return nil, 0, fmt.Errorf("notifier: fetch table of %s: %w", node, d.ctx.Err())
 		}
-		if IsNoResponders(m) {
+		if frame.IsNoResponders(m) {
 			return nil, 0, errGone
 		}
 		var tp tablePart

@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/wire"
 	"github.com/natsnotifier/notifier/testenv"
 )
@@ -33,8 +34,8 @@ func TestReconnected(t *testing.T) {
 	consistent := func(want1, want2 []uint64) func() bool {
 		return func() bool {
 			return slices.Equal(peers(n1), []string{"n2"}) && slices.Equal(peers(n2), []string{"n1"}) &&
-				slices.Equal(ids(n1, KindPub, "n1"), want1) && slices.Equal(ids(n2, KindPub, "n1"), want1) &&
-				slices.Equal(ids(n1, KindPub, "n2"), want2) && slices.Equal(ids(n2, KindPub, "n2"), want2)
+				slices.Equal(ids(n1, bus.KindPub, "n1"), want1) && slices.Equal(ids(n2, bus.KindPub, "n1"), want1) &&
+				slices.Equal(ids(n1, bus.KindPub, "n2"), want2) && slices.Equal(ids(n2, bus.KindPub, "n2"), want2)
 		}
 	}
 
@@ -102,9 +103,9 @@ func TestReconnectedFetchesChangedPeers(t *testing.T) {
 	}
 	eventually(t, waitTimeout, func() bool { return reconnects.Load() == 1 }, "Reconnected called")
 	waitConnected(t, nc2)
-	if !poll(3*time.Second, func() bool { return slices.Equal(ids(n2, KindPub, "n1"), list(1, 2)) }) {
+	if !poll(3*time.Second, func() bool { return slices.Equal(ids(n2, bus.KindPub, "n1"), list(1, 2)) }) {
 		t.Fatalf("3 s after reconnecting (%d Reconnected calls), n2 knows n1's registrations %v, want [1 2]; "+
-			"probes every %v", reconnects.Load(), ids(n2, KindPub, "n1"), hb)
+			"probes every %v", reconnects.Load(), ids(n2, bus.KindPub, "n1"), hb)
 	}
 }
 
@@ -150,7 +151,7 @@ func TestUndecodableIgnored(t *testing.T) {
 		pub(testSubjects.NodeAck("n1"), "", g)
 		pub(testSubjects.NodeAck("n2"), "", g)
 		var a ack
-		if wire.Unmarshal(g, &a) != nil || !ValidName(a.Node) {
+		if wire.Unmarshal(g, &a) != nil || !bus.ValidName(a.Node) {
 			undecodableAcks++
 		}
 	}
@@ -181,7 +182,7 @@ func TestUndecodableIgnored(t *testing.T) {
 	}
 	announce(t, n1, []Reg{reg(1)}, nil)
 	announce(t, n2, []Reg{reg(2)}, nil)
-	if !slices.Equal(ids(n2, KindPub, "n1"), list(1)) || !slices.Equal(ids(n1, KindPub, "n2"), list(2)) {
+	if !slices.Equal(ids(n2, bus.KindPub, "n1"), list(1)) || !slices.Equal(ids(n1, bus.KindPub, "n2"), list(2)) {
 		t.Fatal("changes after the garbage not applied")
 	}
 
@@ -230,7 +231,7 @@ func TestTableInParts(t *testing.T) {
 	}
 	var batch []Reg
 	for i := range n {
-		batch = append(batch, Reg{ID: uint64(i), Kind: KindPub, Object: fmt.Sprintf("%s%d", object, i), Cmd: cmd, Mask: -1, Value: int64(i)})
+		batch = append(batch, Reg{ID: uint64(i), Kind: bus.KindPub, Object: fmt.Sprintf("%s%d", object, i), Cmd: cmd, Mask: -1, Value: int64(i)})
 		if len(batch) == 1000 || i == n-1 {
 			announce(t, n1, batch, nil)
 			batch = nil
@@ -280,11 +281,11 @@ func TestTableInParts(t *testing.T) {
 	t.Logf("table of %d registrations streamed in %d parts", n, parts)
 
 	n2 := join(t, testenv.Connect(t, s.URL()), "n2")
-	if got := n2.Len(KindPub); got != n {
+	if got := n2.Len(bus.KindPub); got != n {
 		t.Fatalf("the joiner knows %d registrations, want %d", got, n)
 	}
 	for _, i := range []int{0, n / 2, n - 1} {
-		full, _ := n2.Lookup(KindPub, fmt.Sprintf("%s%d", object, i), cmd, int64(i), nil, nil)
+		full, _ := n2.Lookup(bus.KindPub, fmt.Sprintf("%s%d", object, i), cmd, int64(i), nil, nil)
 		if len(full) != 1 || full[0].Key != (RegRef{Node: "n1", ID: uint64(i)}) {
 			t.Fatalf("the joiner finds %+v for registration %d", full, i)
 		}

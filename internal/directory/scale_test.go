@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -15,7 +16,7 @@ import (
 func scaleRegs(i int) []Reg {
 	out := make([]Reg, 10)
 	for k := range out {
-		out[k] = Reg{ID: uint64(k + 1), Kind: KindPub, Object: fmt.Sprintf("o%d", i), Cmd: "c", Mask: -1, Value: int64(k)}
+		out[k] = Reg{ID: uint64(k + 1), Kind: bus.KindPub, Object: fmt.Sprintf("o%d", i), Cmd: "c", Mask: -1, Value: int64(k)}
 	}
 	return out
 }
@@ -41,10 +42,10 @@ func TestClusterScale(t *testing.T) {
 		}
 	}
 	for i, d := range dirs {
-		if got := d.Len(KindPub); got != 10*n {
+		if got := d.Len(bus.KindPub); got != 10*n {
 			t.Fatalf("node %d knows %d registrations, want %d", i, got, 10*n)
 		}
-		full, _ := d.Lookup(KindPub, fmt.Sprintf("o%d", (i+37)%n), "c", 3, nil, nil)
+		full, _ := d.Lookup(bus.KindPub, fmt.Sprintf("o%d", (i+37)%n), "c", 3, nil, nil)
 		if len(full) != 1 || full[0].Key.Node != fmt.Sprintf("n%03d", (i+37)%n) {
 			t.Fatalf("node %d routes o%d to %+v", i, (i+37)%n, full)
 		}
@@ -88,7 +89,7 @@ func TestClusterScale(t *testing.T) {
 		if i == 50 {
 			continue
 		}
-		eventually(t, 3*time.Second+time.Second, func() bool { return d.Len(KindPub) == 10*(n-1) }, "node %d drops node 50", i)
+		eventually(t, 3*time.Second+time.Second, func() bool { return d.Len(bus.KindPub) == 10*(n-1) }, "node %d drops node 50", i)
 	}
 	t.Logf("closed node dropped by all %d others after %v", n-1, time.Since(start))
 }

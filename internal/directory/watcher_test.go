@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"slices"
@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -50,7 +51,7 @@ func TestWildcardWatcher(t *testing.T) {
 	if !slices.Contains(peers(n1), "ghost") {
 		t.Fatal("the change was confirmed only after the ghost's fetch gave up")
 	}
-	if got := ids(n2, KindPub, "n1"); !slices.Equal(got, list(1)) {
+	if got := ids(n2, bus.KindPub, "n1"); !slices.Equal(got, list(1)) {
 		t.Fatalf("n2 knows n1's %v", got)
 	}
 	if len(seen) == 0 {

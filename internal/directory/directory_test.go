@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"slices"
@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -24,22 +25,22 @@ func TestJoinEmptyBus(t *testing.T) {
 		t.Fatalf("node %q has peers %v on an empty bus", d.Node(), p)
 	}
 	// Nobody has to confirm a change.
-	p := d.Announce([]Reg{reg(1), {ID: 2, Kind: KindRPC, Object: "o", Cmd: "c", Slice: true, Weight: 2}}, nil)
+	p := d.Announce([]Reg{reg(1), {ID: 2, Kind: bus.KindRPC, Object: "o", Cmd: "c", Slice: true, Weight: 2}}, nil)
 	if err := p.Wait(time.Nanosecond); err != nil {
 		t.Fatalf("Wait on an empty bus: %v", err)
 	}
-	if got := ids(d, KindPub, "n1"); !slices.Equal(got, list(1)) {
+	if got := ids(d, bus.KindPub, "n1"); !slices.Equal(got, list(1)) {
 		t.Errorf("own pub registrations %v, want [1]", got)
 	}
-	if got := ids(d, KindRPC, "n1"); !slices.Equal(got, list(2)) {
+	if got := ids(d, bus.KindRPC, "n1"); !slices.Equal(got, list(2)) {
 		t.Errorf("own rpc registrations %v, want [2]", got)
 	}
-	if d.Len(KindPub) != 1 || d.Len(KindRPC) != 1 {
-		t.Errorf("Len = %d, %d; want 1, 1", d.Len(KindPub), d.Len(KindRPC))
+	if d.Len(bus.KindPub) != 1 || d.Len(bus.KindRPC) != 1 {
+		t.Errorf("Len = %d, %d; want 1, 1", d.Len(bus.KindPub), d.Len(bus.KindRPC))
 	}
 	announce(t, d, nil, list(1, 2))
-	if d.Len(KindPub) != 0 || d.Len(KindRPC) != 0 {
-		t.Errorf("after deleting everything Len = %d, %d", d.Len(KindPub), d.Len(KindRPC))
+	if d.Len(bus.KindPub) != 0 || d.Len(bus.KindRPC) != 0 {
+		t.Errorf("after deleting everything Len = %d, %d", d.Len(bus.KindPub), d.Len(bus.KindRPC))
 	}
 }
 
@@ -58,27 +59,27 @@ func TestJoinAndAnnounce(t *testing.T) {
 	if got := peers(n2); !slices.Equal(got, []string{"n1"}) {
 		t.Fatalf("right after joining, n2 knows %v", got)
 	}
-	if got := ids(n2, KindPub, "n1"); !slices.Equal(got, list(1)) {
+	if got := ids(n2, bus.KindPub, "n1"); !slices.Equal(got, list(1)) {
 		t.Fatalf("right after joining, n2 knows n1's registrations %v, want [1]", got)
 	}
 
 	announce(t, n2, []Reg{reg(10), reg(11)}, nil)
-	if got := ids(n1, KindPub, "n2"); !slices.Equal(got, list(10, 11)) {
+	if got := ids(n1, bus.KindPub, "n2"); !slices.Equal(got, list(10, 11)) {
 		t.Fatalf("after Wait, n1 knows n2's registrations %v, want [10 11]", got)
 	}
 	// A put replacing an ID moves it to its new kind; a delete in the
 	// same change applies after the puts.
-	moved := Reg{ID: 1, Kind: KindRPC, Object: "o", Cmd: "c", Slice: true, Weight: 3}
+	moved := Reg{ID: 1, Kind: bus.KindRPC, Object: "o", Cmd: "c", Slice: true, Weight: 3}
 	announce(t, n1, []Reg{moved, reg(2), reg(3)}, list(3))
-	if got, rpc := ids(n2, KindPub, "n1"), ids(n2, KindRPC, "n1"); !slices.Equal(got, list(2)) || !slices.Equal(rpc, list(1)) {
+	if got, rpc := ids(n2, bus.KindPub, "n1"), ids(n2, bus.KindRPC, "n1"); !slices.Equal(got, list(2)) || !slices.Equal(rpc, list(1)) {
 		t.Fatalf("after Wait, n2 knows n1's pub %v and rpc %v, want [2] and [1]", got, rpc)
 	}
-	_, sl := n2.Lookup(KindRPC, "o", "c", 5, nil, nil)
+	_, sl := n2.Lookup(bus.KindRPC, "o", "c", 5, nil, nil)
 	if len(sl) != 1 || sl[0].Weight != 3 || !sl[0].Slice {
 		t.Fatalf("n2 finds the rpc slices %+v", sl)
 	}
 	announce(t, n2, nil, list(10, 999)) // 999 is unknown: ignored
-	if got := ids(n1, KindPub, "n2"); !slices.Equal(got, list(11)) {
+	if got := ids(n1, bus.KindPub, "n2"); !slices.Equal(got, list(11)) {
 		t.Fatalf("after the delete, n1 knows n2's registrations %v, want [11]", got)
 	}
 
@@ -92,12 +93,12 @@ func TestJoinAndAnnounce(t *testing.T) {
 			t.Errorf("right after n3 joined, %s knows %v, want %v", c.d.Node(), got, c.want)
 		}
 	}
-	if n3.Len(KindPub) != 2 || n3.Len(KindRPC) != 1 {
-		t.Errorf("n3 knows %d pub and %d rpc registrations, want 2 and 1", n3.Len(KindPub), n3.Len(KindRPC))
+	if n3.Len(bus.KindPub) != 2 || n3.Len(bus.KindRPC) != 1 {
+		t.Errorf("n3 knows %d pub and %d rpc registrations, want 2 and 1", n3.Len(bus.KindPub), n3.Len(bus.KindRPC))
 	}
 	announce(t, n3, []Reg{reg(20)}, nil)
 	for _, d := range []*Directory{n1, n2} {
-		if got := ids(d, KindPub, "n3"); !slices.Equal(got, list(20)) {
+		if got := ids(d, bus.KindPub, "n3"); !slices.Equal(got, list(20)) {
 			t.Errorf("%s knows n3's registrations %v, want [20]", d.Node(), got)
 		}
 	}

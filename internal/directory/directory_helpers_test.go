@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/leaktest"
 	"github.com/natsnotifier/notifier/testenv"
 )
@@ -24,7 +25,7 @@ const (
 	waitTimeout   = 5 * time.Second // bound of every wait for an event that must happen
 )
 
-var testSubjects = Subjects{Prefix: "t"}
+var testSubjects = bus.Subjects{Prefix: "t"}
 
 // startServer runs a server for t and, after everything else t cleans up,
 // checks that no goroutine of the package is left.
@@ -66,7 +67,7 @@ func withLogger(l *slog.Logger) func(*Options) { return func(o *Options) { o.Log
 func withTimeout(d time.Duration) func(*Options) { return func(o *Options) { o.Timeout = d } }
 
 // reg is a registration of object "o", cmd "c" matching every id.
-func reg(id uint64) Reg { return Reg{ID: id, Kind: KindPub, Object: "o", Cmd: "c"} }
+func reg(id uint64) Reg { return Reg{ID: id, Kind: bus.KindPub, Object: "o", Cmd: "c"} }
 
 // peers returns d's peers, sorted; nil for none.
 func peers(d *Directory) []string {
@@ -80,7 +81,7 @@ func peers(d *Directory) []string {
 
 // ids returns the sorted IDs of node's registrations of kind k that d
 // finds for ("o", "c", 1), full and slices; nil for none.
-func ids(d *Directory, k Kind, node string) []uint64 {
+func ids(d *Directory, k bus.Kind, node string) []uint64 {
 	full, sl := d.Lookup(k, "o", "c", 1, nil, nil)
 	var out []uint64
 	for _, e := range append(full, sl...) {

@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -33,7 +34,7 @@ var ErrClosed = errors.New("notifier: directory closed")
 // Options configure a Directory.
 type Options struct {
 	Conn     *nats.Conn
-	Subjects Subjects
+	Subjects bus.Subjects
 	Node     string // this node's ID: a valid subject token, unique on the bus
 
 	// Heartbeat is how often the node probes its two successors on the
@@ -143,13 +144,13 @@ type Directory struct {
 
 // peer is what a node knows of another node.
 type peer struct {
-	ver      uint64          // version of its table we hold
-	regs     map[uint64]Kind // its registrations we hold, by ID
-	acked    uint64          // highest of our versions it acknowledged
-	fetching bool            // a table fetch is in flight
-	fetched  chan struct{}   // closed when the fetch in flight ends
-	buffered []*announcement // deltas received during the fetch
-	acks     []pendingAck    // acknowledgements owed once ver reaches them
+	ver      uint64              // version of its table we hold
+	regs     map[uint64]bus.Kind // its registrations we hold, by ID
+	acked    uint64              // highest of our versions it acknowledged
+	fetching bool                // a table fetch is in flight
+	fetched  chan struct{}       // closed when the fetch in flight ends
+	buffered []*announcement     // deltas received during the fetch
+	acks     []pendingAck        // acknowledgements owed once ver reaches them
 
 	unverified bool // learned indirectly; not waited for until its table is in
 
@@ -291,7 +292,7 @@ func (d *Directory) Stats() Stats {
 
 // Lookup appends the registrations of kind k matching (object, cmd, id), on
 // every node, to full and slices.
-func (d *Directory) Lookup(k Kind, object, cmd string, id int64, full, slices []Entry) ([]Entry, []Entry) {
+func (d *Directory) Lookup(k bus.Kind, object, cmd string, id int64, full, slices []Entry) ([]Entry, []Entry) {
 	d.mu.RLock()
 	full, slices = d.tables[k].Lookup(object, cmd, id, full, slices)
 	d.mu.RUnlock()
@@ -310,7 +311,7 @@ func (d *Directory) Peers() []string {
 }
 
 // Len returns the number of registrations of kind k known bus-wide.
-func (d *Directory) Len(k Kind) int {
+func (d *Directory) Len(k bus.Kind) int {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.tables[k].Len()

@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"slices"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -29,7 +30,7 @@ func TestForgery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	whole := func() bool { return slices.Equal(ids(n2, KindPub, "n1"), list(1, 2)) }
+	whole := func() bool { return slices.Equal(ids(n2, bus.KindPub, "n1"), list(1, 2)) }
 
 	// Claiming another node than the subject: ignored, counted by both.
 	pub(testSubjects.Ann("x"), announcement{Type: annBye, Node: "n1"})
@@ -37,7 +38,7 @@ func TestForgery(t *testing.T) {
 		eventually(t, waitTimeout, func() bool { return d.Stats().Forged == 1 }, "%s counts the misattributed message", d.Node())
 	}
 	if !whole() {
-		t.Fatalf("n2 holds n1's %v after a misattributed goodbye", ids(n2, KindPub, "n1"))
+		t.Fatalf("n2 holds n1's %v after a misattributed goodbye", ids(n2, bus.KindPub, "n1"))
 	}
 
 	cases := []announcement{
@@ -63,7 +64,7 @@ func TestForgery(t *testing.T) {
 	}
 	// And changes still apply in order afterwards.
 	announce(t, n1, []Reg{reg(3)}, nil)
-	if got := ids(n2, KindPub, "n1"); !slices.Equal(got, list(1, 2, 3)) {
+	if got := ids(n2, bus.KindPub, "n1"); !slices.Equal(got, list(1, 2, 3)) {
 		t.Fatalf("after the forgeries n2 knows n1's %v", got)
 	}
 }

@@ -1,4 +1,4 @@
-package bus
+package directory
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -35,7 +36,7 @@ func TestClosedPeerDropped(t *testing.T) {
 	}
 	for _, d := range []*Directory{n2, n3} {
 		eventually(t, bound, func() bool { return !slices.Contains(peers(d), "n1") }, "%s drops n1", d.Node())
-		if got := ids(d, KindPub, "n1"); got != nil {
+		if got := ids(d, bus.KindPub, "n1"); got != nil {
 			t.Fatalf("n1 was dropped but %s keeps its registrations %v", d.Node(), got)
 		}
 	}
@@ -62,7 +63,7 @@ func TestFrozenPeerDropped(t *testing.T) {
 	if took, bound := time.Since(start), testHeartbeat+testExpiry+time.Second; took > bound {
 		t.Errorf("frozen node dropped after %v, want within %v", took, bound)
 	}
-	if got := n1.Len(KindPub) + n2.Len(KindPub); got != 0 {
+	if got := n1.Len(bus.KindPub) + n2.Len(bus.KindPub); got != 0 {
 		t.Fatalf("%d registrations of r1 left", got)
 	}
 }
@@ -132,7 +133,7 @@ func TestCloseSaysGoodbye(t *testing.T) {
 	// Polled: a heartbeat of n2 sent just before its goodbye was
 	// acknowledged may make n1 look for n2 once more, briefly.
 	eventually(t, time.Second, func() bool { return peers(n1) == nil }, "n1 forgets n2 after its goodbye")
-	if got := ids(n1, KindPub, "n2"); got != nil {
+	if got := ids(n1, bus.KindPub, "n2"); got != nil {
 		t.Fatalf("n1 forgot n2 but keeps its registrations %v", got)
 	}
 	if err := n1.Announce([]Reg{reg(2)}, nil).Wait(time.Nanosecond); err != nil {
@@ -191,7 +192,7 @@ func TestClosingNodeNotRelearned(t *testing.T) {
 	if got := peers(n2); slices.Contains(got, "n1") {
 		t.Errorf("after n1's Close returned, n2 knows %v", got)
 	}
-	if got := ids(n2, KindPub, "n1"); got != nil {
+	if got := ids(n2, bus.KindPub, "n1"); got != nil {
 		t.Errorf("after n1's Close returned, n2 routes to n1's registrations %v", got)
 	}
 }
@@ -208,14 +209,14 @@ func TestDropComesBack(t *testing.T) {
 	if got := peers(n2); got != nil {
 		t.Fatalf("after Drop n2 knows %v", got)
 	}
-	if got := ids(n2, KindPub, "n1"); got != nil {
+	if got := ids(n2, bus.KindPub, "n1"); got != nil {
 		t.Fatalf("after Drop n2 keeps n1's registrations %v", got)
 	}
 	eventually(t, waitTimeout, func() bool {
-		return slices.Equal(peers(n2), []string{"n1"}) && slices.Equal(ids(n2, KindPub, "n1"), list(1, 2))
+		return slices.Equal(peers(n2), []string{"n1"}) && slices.Equal(ids(n2, bus.KindPub, "n1"), list(1, 2))
 	}, "n2 learns n1 again")
 	announce(t, n1, []Reg{reg(3)}, nil)
-	if got := ids(n2, KindPub, "n1"); !slices.Equal(got, list(1, 2, 3)) {
+	if got := ids(n2, bus.KindPub, "n1"); !slices.Equal(got, list(1, 2, 3)) {
 		t.Fatalf("n2 knows n1's registrations %v, want [1 2 3]", got)
 	}
 }
