@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,31 +18,6 @@ import (
 	"github.com/natsnotifier/notifier/internal/directory"
 	"github.com/natsnotifier/notifier/match"
 )
-
-// Subscriber receives notifications. Notify calls for one registration run
-// one at a time, in publish order per publisher; calls for different
-// registrations run concurrently. Notify should return promptly: while it
-// blocks, notifications for that registration queue up to the queue size
-// (WithQueueSize) and then are dropped. A panic is recovered and logged.
-// No call starts after Unsubscribe of the registration or Close returned.
-type Subscriber interface {
-	Notify(object string, id int64, cmd string, args Args)
-}
-
-// Responder answers RPCs. RPCCall runs concurrently with other calls, up to
-// the Notifier's concurrency bound (WithConcurrency); ctx ends when the
-// caller's deadline passes. Returning (nil, nil) means "nothing to say": the
-// caller gets no Result from this responder. An error, or a recovered panic,
-// reaches the caller as a *RemoteError in Result.Err.
-type Responder interface {
-	RPCCall(ctx context.Context, object string, id int64, cmd string, args Args) (any, error)
-}
-
-// ResultHandler receives the outcome of RPCCall, exactly once, on a goroutine
-// of its own.
-type ResultHandler interface {
-	RPCResponse(object string, id int64, cmd string, results []Result, err error)
-}
 
 // Notifier is one member of the bus. All methods are safe for concurrent use.
 type Notifier struct {
@@ -71,21 +44,11 @@ type Notifier struct {
 	jobs chan rpcJob   // hands a call to an idle handler goroutine; unbuffered
 
 	stopWorkers chan struct{} // closed by Close once no call can arrive
-	wg          sync.WaitGroup
+	wg          handlers
 	rpc         *rpcClient
 	svc         micro.Service // service discovery
 
 	stats counters
-}
-
-// regKey identifies a registration: registering the same key again replaces
-// the earlier mode (full or slice) and weight.
-type regKey struct {
-	kind    bus.Kind
-	object  string
-	cmd     string
-	pattern Match
-	dest    any
 }
 
 // Connect connects to the NATS servers at urls (comma-separated) and joins
@@ -282,7 +245,7 @@ func (n *Notifier) Close() error {
 	n.closed = true
 	n.mu.Unlock()
 	close(n.stopWorkers) // idle handler goroutines end; busy ones finish first
-	if err := waitGroup(&n.wg, deadline); err != nil {
+	if err := n.wg.wait(deadline); err != nil {
 		errs = append(errs, fmt.Errorf("notifier: close: handlers still running: %w", err))
 	}
 	n.rpc.close()
@@ -299,208 +262,52 @@ func (n *Notifier) Close() error {
 	return errors.Join(errs...)
 }
 
-// waitGroup waits for wg until deadline.
-func waitGroup(wg *sync.WaitGroup, deadline time.Time) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+// handlers counts the goroutines that run user code (Notify, RPCCall,
+// RPCResponse) and the queue drainers. Close waits for the count to reach
+// zero, up to its deadline, without a goroutine of its own: a Close that times
+// out leaves nothing behind but the handlers it reported still running.
+type handlers struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n reaches 0; nil while nobody waits
+}
+
+// Add adds d goroutines.
+func (h *handlers) Add(d int) {
+	h.mu.Lock()
+	h.n += d
+	h.mu.Unlock()
+}
+
+// Done ends one goroutine.
+func (h *handlers) Done() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n--
+	if h.n == 0 && h.zero != nil {
+		close(h.zero)
+		h.zero = nil
+	}
+}
+
+// wait waits until no goroutine is left, or deadline.
+func (h *handlers) wait(deadline time.Time) error {
+	h.mu.Lock()
+	if h.n == 0 {
+		h.mu.Unlock()
+		return nil
+	}
+	if h.zero == nil {
+		h.zero = make(chan struct{})
+	}
+	zero := h.zero
+	h.mu.Unlock()
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
-	case <-done:
+	case <-zero:
 		return nil
 	case <-t.C:
 		return context.DeadlineExceeded
 	}
-}
-
-// checkDest validates a destination: non-nil and comparable.
-func checkDest(dest any) error {
-	if dest == nil {
-		return fmt.Errorf("%w: nil", ErrInvalidDestination)
-	}
-	v := reflect.ValueOf(dest)
-	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
-		if v.IsNil() {
-			return fmt.Errorf("%w: nil %T", ErrInvalidDestination, dest)
-		}
-	}
-	if !v.Type().Comparable() || !v.Comparable() {
-		return fmt.Errorf("%w: %T is not comparable", ErrInvalidDestination, dest)
-	}
-	if nilFunc(dest) {
-		return fmt.Errorf("%w: %T to a nil function", ErrInvalidDestination, dest)
-	}
-	return nil
-}
-
-func checkNames(object, cmd string) error {
-	if !bus.ValidName(object) {
-		return fmt.Errorf("%w: object %q", ErrInvalidName, object)
-	}
-	if !bus.ValidName(cmd) {
-		return fmt.Errorf("%w: cmd %q", ErrInvalidName, cmd)
-	}
-	return nil
-}
-
-func checkWeight(w float64) error {
-	if math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
-		return fmt.Errorf("%w: %v", ErrInvalidWeight, w)
-	}
-	return nil
-}
-
-// register adds or replaces a registration and waits until the bus knows it.
-func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, dest any, slice bool, weight float64) error {
-	if n.closing.Load() {
-		return ErrClosed
-	}
-	if err := checkNames(object, cmd); err != nil {
-		return err
-	}
-	if err := checkDest(dest); err != nil {
-		return err
-	}
-	if err := checkWeight(weight); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	// Close sets closing before it collects the fan-out subscriptions under
-	// n.mu: a registration that gets the lock later must not add one.
-	if n.closed || n.closing.Load() {
-		n.mu.Unlock()
-		return ErrClosed
-	}
-	w, changed, err := n.registerLocked(kind, object, id, cmd, dest, slice, weight)
-	if err != nil || !changed {
-		n.mu.Unlock()
-		return err
-	}
-	p := n.dir.Announce([]directory.Reg{w}, nil)
-	n.mu.Unlock()
-	return n.wait(p)
-}
-
-func (n *Notifier) wait(p *directory.Pending) error {
-	err := p.Wait(n.o.registerTimeout)
-	switch {
-	case errors.Is(err, directory.ErrClosed):
-		return ErrClosed
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %w", ErrTimeout, err)
-	}
-	return err
-}
-
-// unregister removes one registration.
-func (n *Notifier) unregister(kind bus.Kind, object string, id Match, cmd string, dest any) error {
-	if n.closing.Load() {
-		return ErrClosed
-	}
-	if err := checkNames(object, cmd); err != nil {
-		return err
-	}
-	if err := checkDest(dest); err != nil {
-		return err
-	}
-	key := regKey{kind: kind, object: object, cmd: cmd, pattern: id, dest: dest}
-	n.mu.Lock()
-	r := n.byKey[key]
-	if r == nil {
-		n.mu.Unlock()
-		return fmt.Errorf("%w: %s %s %s %+v", ErrNotRegistered, kind, object, cmd, id)
-	}
-	n.removeLocked(r)
-	p := n.dir.Announce(nil, []uint64{r.id})
-	n.mu.Unlock()
-	return n.wait(p)
-}
-
-// unregisterAll removes every registration of kind with destination dest.
-func (n *Notifier) unregisterAll(kind bus.Kind, dest any) error {
-	if n.closing.Load() {
-		return ErrClosed
-	}
-	if err := checkDest(dest); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	var ids []uint64
-	for key, r := range n.byKey {
-		if key.kind == kind && key.dest == dest {
-			n.removeLocked(r)
-			ids = append(ids, r.id)
-		}
-	}
-	if len(ids) == 0 {
-		n.mu.Unlock()
-		return nil
-	}
-	p := n.dir.Announce(nil, ids)
-	n.mu.Unlock()
-	return n.wait(p)
-}
-
-func (n *Notifier) removeLocked(r *localReg) {
-	slice := r.slice
-	r.slice = true // no longer reached by the fan-out subject
-	_ = n.syncFanLocked(r)
-	delete(n.byKey, r.key)
-	delete(n.byID, r.id)
-	n.local[r.key.kind].Delete(r)
-	n.orphaned(r, r.remove(slice), n.closed)
-}
-
-// Subscribe registers dest for every notification (object, id, cmd) whose id
-// matches. When it returns nil, every Notifier on the bus routes matching
-// publishes to dest. Subscribing the same (object, id, cmd, dest) again is a
-// no-op; after Slice with the same key it turns the registration full.
-func (n *Notifier) Subscribe(object string, id Match, cmd string, dest Subscriber) error {
-	return n.register(bus.KindPub, object, id, cmd, dest, false, 0)
-}
-
-// Slice registers dest as one of the slices sharing matching notifications:
-// each publish reaches exactly one matching slice bus-wide, drawn with
-// probability proportional to weight. Weight 0 is standby: drawn only when
-// every matching slice has weight 0. Slicing the same (object, id, cmd, dest)
-// again changes its weight.
-func (n *Notifier) Slice(object string, id Match, cmd string, dest Subscriber, weight float64) error {
-	return n.register(bus.KindPub, object, id, cmd, dest, true, weight)
-}
-
-// Unsubscribe removes the registration (object, id, cmd, dest) made by
-// Subscribe or Slice. When it returns, no further Notify call starts for it.
-func (n *Notifier) Unsubscribe(object string, id Match, cmd string, dest Subscriber) error {
-	return n.unregister(bus.KindPub, object, id, cmd, dest)
-}
-
-// UnsubscribeAll removes every Subscribe and Slice registration of dest. An
-// unknown dest is a no-op.
-func (n *Notifier) UnsubscribeAll(dest Subscriber) error {
-	return n.unregisterAll(bus.KindPub, dest)
-}
-
-// RPCRegister registers dest to answer every RPC (object, id, cmd) whose id
-// matches, like Subscribe.
-func (n *Notifier) RPCRegister(object string, id Match, cmd string, dest Responder) error {
-	return n.register(bus.KindRPC, object, id, cmd, dest, false, 0)
-}
-
-// RPCSlice registers dest as one of the weighted slices answering matching
-// RPCs, like Slice: each RPC reaches exactly one matching RPC slice.
-func (n *Notifier) RPCSlice(object string, id Match, cmd string, dest Responder, weight float64) error {
-	return n.register(bus.KindRPC, object, id, cmd, dest, true, weight)
-}
-
-// RPCUnregister removes the registration (object, id, cmd, dest) made by
-// RPCRegister or RPCSlice.
-func (n *Notifier) RPCUnregister(object string, id Match, cmd string, dest Responder) error {
-	return n.unregister(bus.KindRPC, object, id, cmd, dest)
-}
-
-// RPCUnregisterAll removes every RPC registration of dest. An unknown dest is
-// a no-op.
-func (n *Notifier) RPCUnregisterAll(dest Responder) error {
-	return n.unregisterAll(bus.KindRPC, dest)
 }

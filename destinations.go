@@ -1,6 +1,35 @@
 package notifier
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"reflect"
+)
+
+// Subscriber receives notifications. Notify calls for one registration run
+// one at a time, in publish order per publisher; calls for different
+// registrations run concurrently. Notify should return promptly: while it
+// blocks, notifications for that registration queue up to the queue size
+// (WithQueueSize) and then are dropped. A panic is recovered and logged.
+// No call starts after Unsubscribe of the registration or Close returned.
+type Subscriber interface {
+	Notify(object string, id int64, cmd string, args Args)
+}
+
+// Responder answers RPCs. RPCCall runs concurrently with other calls, up to
+// the Notifier's concurrency bound (WithConcurrency); ctx ends when the
+// caller's deadline passes. Returning (nil, nil) means "nothing to say": the
+// caller gets no Result from this responder. An error, or a recovered panic,
+// reaches the caller as a *RemoteError in Result.Err.
+type Responder interface {
+	RPCCall(ctx context.Context, object string, id int64, cmd string, args Args) (any, error)
+}
+
+// ResultHandler receives the outcome of RPCCall, exactly once, on a goroutine
+// of its own.
+type ResultHandler interface {
+	RPCResponse(object string, id int64, cmd string, results []Result, err error)
+}
 
 // SubscriberFunc adapts an ordinary function to a Subscriber, as
 // http.HandlerFunc adapts one to an http.Handler.
@@ -79,4 +108,25 @@ func nilFunc(dest any) bool {
 		return f != nil && *f == nil
 	}
 	return false
+}
+
+// checkDest validates a destination: non-nil and comparable.
+func checkDest(dest any) error {
+	if dest == nil {
+		return fmt.Errorf("%w: nil", ErrInvalidDestination)
+	}
+	v := reflect.ValueOf(dest)
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		if v.IsNil() {
+			return fmt.Errorf("%w: nil %T", ErrInvalidDestination, dest)
+		}
+	}
+	if !v.Type().Comparable() || !v.Comparable() {
+		return fmt.Errorf("%w: %T is not comparable", ErrInvalidDestination, dest)
+	}
+	if nilFunc(dest) {
+		return fmt.Errorf("%w: %T to a nil function", ErrInvalidDestination, dest)
+	}
+	return nil
 }

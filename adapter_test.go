@@ -3,6 +3,7 @@ package notifier_test
 import (
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -374,4 +375,35 @@ func TestStatsPeers(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() bool { return a.Stats().Peers == 1 && b.Stats().Peers == 1 },
 		"after one left: Peers = %d and %d, want 1", a.Stats().Peers, b.Stats().Peers)
+}
+
+// TestCloseTimeoutLeavesNoGoroutine: a Close that times out on a handler that
+// does not return reports it and leaves only that handler's goroutine, which
+// ends when the handler returns.
+func TestCloseTimeoutLeavesNoGoroutine(t *testing.T) {
+	s := testenv.Run(t)
+	n, err := notifier.Connect(s.URL(), notifier.WithCloseTimeout(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := newBlockingSub(t)
+	if err := n.Subscribe("blocked", notifier.Exact(1), "c", sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Publish("blocked", 1, "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sub.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Notify not called within 5s")
+	}
+	if err := n.Close(); err == nil {
+		t.Fatal("Close returned nil with a handler still running past WithCloseTimeout")
+	}
+	if left := libGoroutines(); len(left) != 1 || !strings.Contains(left[0], "blockingSub") {
+		t.Fatalf("after a timed-out Close want only the blocked handler left, got %d goroutines:\n\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+	close(sub.release)
+	checkNoLeaks(t)
 }
