@@ -242,10 +242,10 @@ func TestRPCPeerGoneEndsCall(t *testing.T) {
 	doomed, doomedConn := rpcNew(t, s.URL(), fast)
 	release := rpcRelease(t)
 	entered := make(chan struct{}, 4)
-	rpcMust(t, doomed.RPCRegister("gone", notifier.Match{}, "full", rpcBlock("doomed", entered, release)))
-	rpcMust(t, other.RPCRegister("gone", notifier.Match{}, "full", rpcConst("other")))
-	rpcMust(t, doomed.RPCSlice("gone", notifier.Match{}, "slice", rpcBlock("doomed", entered, release), 1))
-	rpcMust(t, other.RPCSlice("gone", notifier.Match{}, "slice", rpcConst("standby"), 0))
+	must(t, doomed.RPCRegister("gone", notifier.Match{}, "full", rpcBlock("doomed", entered, release)))
+	must(t, other.RPCRegister("gone", notifier.Match{}, "full", rpcConst("other")))
+	must(t, doomed.RPCSlice("gone", notifier.Match{}, "slice", rpcBlock("doomed", entered, release), 1))
+	must(t, other.RPCSlice("gone", notifier.Match{}, "slice", rpcConst("standby"), 0))
 
 	const deadline = 30 * time.Second // far beyond how long it takes the directory to notice
 	type outcome struct {
@@ -281,8 +281,8 @@ func TestRPCNoRespondersEndsOtherCalls(t *testing.T) {
 	doomed, doomedConn := rpcNew(t, s.URL(), slow)
 	release := rpcRelease(t)
 	entered := make(chan struct{}, 1)
-	rpcMust(t, doomed.RPCRegister("nr", notifier.Match{}, "block", rpcBlock("doomed", entered, release)))
-	rpcMust(t, doomed.RPCRegister("nr", notifier.Match{}, "later", rpcConst("x")))
+	must(t, doomed.RPCRegister("nr", notifier.Match{}, "block", rpcBlock("doomed", entered, release)))
+	must(t, doomed.RPCRegister("nr", notifier.Match{}, "later", rpcConst("x")))
 	done := make(chan error, 1)
 	go func() {
 		_, err := caller.RPC(rpcCtx(t, 60*time.Second), "nr", 1, "block", nil)

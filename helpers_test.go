@@ -106,10 +106,27 @@ func poll(timeout time.Duration, cond func() bool) bool {
 
 // eventually fails t if cond does not hold within timeout. what (a format
 // string with args) says what was awaited.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, what string, args ...any) {
+//
+// msg, if given, is a format and its arguments saying what was waited for.
+func eventually(t testing.TB, timeout time.Duration, cond func() bool, msg ...any) {
 	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("not within %v: "+what, append([]any{timeout}, args...)...)
+	if poll(timeout, cond) {
+		return
+	}
+	what := "condition not met"
+	if len(msg) > 0 {
+		if f, ok := msg[0].(string); ok {
+			what = fmt.Sprintf(f, msg[1:]...)
+		}
+	}
+	t.Fatalf("not within %v: %s", timeout, what)
+}
+
+// must fails t on a non-nil err.
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -41,8 +41,8 @@ func rpcCheckAllOK(t *testing.T, res [][]notifier.Result, errs []error) {
 
 func TestRPCHandlersRunConcurrently(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL()) // default concurrency
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL()) // default concurrency
 	const calls = 8
 
 	// Every handler waits until all 8 run at once: serialised handlers
@@ -50,7 +50,7 @@ func TestRPCHandlersRunConcurrently(t *testing.T) {
 	var g rpcGauge
 	var entered atomic.Int64
 	all := make(chan struct{})
-	rpcMust(t, b.RPCRegister("cc", notifier.Match{}, "barrier", &rpcFn{fn: func(ctx context.Context, _ int64, _ notifier.Args) (any, error) {
+	must(t, b.RPCRegister("cc", notifier.Match{}, "barrier", &rpcFn{fn: func(ctx context.Context, _ int64, _ notifier.Args) (any, error) {
 		g.enter()
 		defer g.leave()
 		if entered.Add(1) == calls {
@@ -70,7 +70,7 @@ func TestRPCHandlersRunConcurrently(t *testing.T) {
 	}
 
 	// 8 concurrent calls to a 200 ms handler take well under 8 × 200 ms.
-	rpcMust(t, b.RPCRegister("cc", notifier.Match{}, "work", &rpcFn{fn: func(ctx context.Context, _ int64, _ notifier.Args) (any, error) {
+	must(t, b.RPCRegister("cc", notifier.Match{}, "work", &rpcFn{fn: func(ctx context.Context, _ int64, _ notifier.Args) (any, error) {
 		select {
 		case <-time.After(200 * time.Millisecond): // simulated work
 			return "ok", nil
@@ -89,10 +89,10 @@ func TestRPCHandlersRunConcurrently(t *testing.T) {
 
 func TestRPCConcurrencyBound(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL(), notifier.WithConcurrency(1))
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL(), notifier.WithConcurrency(1))
 	var g rpcGauge
-	rpcMust(t, b.RPCRegister("cb", notifier.Match{}, "q", &rpcFn{fn: func(ctx context.Context, _ int64, _ notifier.Args) (any, error) {
+	must(t, b.RPCRegister("cb", notifier.Match{}, "q", &rpcFn{fn: func(ctx context.Context, _ int64, _ notifier.Args) (any, error) {
 		g.enter()
 		defer g.leave()
 		select {
@@ -111,12 +111,12 @@ func TestRPCConcurrencyBound(t *testing.T) {
 
 func TestRPCSlowHandlerDoesNotDelayOthers(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
 	entered := make(chan struct{}, 4)
 	release := make(chan struct{})
-	rpcMust(t, b.RPCRegister("sd", notifier.Match{}, "slow", rpcBlock("slow", entered, release)))
-	rpcMust(t, b.RPCRegister("sd", notifier.Match{}, "fast", rpcConst("fast")))
+	must(t, b.RPCRegister("sd", notifier.Match{}, "slow", rpcBlock("slow", entered, release)))
+	must(t, b.RPCRegister("sd", notifier.Match{}, "fast", rpcConst("fast")))
 
 	var wg sync.WaitGroup
 	slowErrs := make([]error, 4)
@@ -148,15 +148,15 @@ func TestRPCSlowHandlerDoesNotDelayOthers(t *testing.T) {
 
 func TestRPCClosedResponderSkipped(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
-	b := rpcConnect(t, srv.URL())
-	c := rpcConnect(t, srv.URL())
-	rpcMust(t, b.RPCRegister("cs", notifier.Match{}, "q", rpcConst("b")))
-	rpcMust(t, b.RPCSlice("cs", notifier.Match{}, "q", rpcConst("b-slice"), 1e6))
-	rpcMust(t, c.RPCRegister("cs", notifier.Match{}, "q", rpcConst("c")))
-	rpcMust(t, c.RPCSlice("cs", notifier.Match{}, "q", rpcConst("c-slice"), 1))
-	rpcMust(t, b.RPCRegister("cs", notifier.Match{}, "only-b", rpcConst("b")))
-	rpcMust(t, b.Close())
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
+	b := connect(t, srv.URL())
+	c := connect(t, srv.URL())
+	must(t, b.RPCRegister("cs", notifier.Match{}, "q", rpcConst("b")))
+	must(t, b.RPCSlice("cs", notifier.Match{}, "q", rpcConst("b-slice"), 1e6))
+	must(t, c.RPCRegister("cs", notifier.Match{}, "q", rpcConst("c")))
+	must(t, c.RPCSlice("cs", notifier.Match{}, "q", rpcConst("c-slice"), 1))
+	must(t, b.RPCRegister("cs", notifier.Match{}, "only-b", rpcConst("b")))
+	must(t, b.Close())
 
 	start := time.Now()
 	res, err := a.RPC(context.Background(), "cs", 1, "q", nil)
@@ -180,12 +180,12 @@ func TestRPCClosedResponderSkipped(t *testing.T) {
 
 func TestRPCDeadConnectionSkipped(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
 	b, nb := rpcNew(t, srv.URL(), notifier.WithHeartbeat(100*time.Millisecond))
-	c := rpcConnect(t, srv.URL())
-	rpcMust(t, b.RPCRegister("dc", notifier.Match{}, "q", rpcConst("b")))
-	rpcMust(t, c.RPCRegister("dc", notifier.Match{}, "q", rpcConst("c")))
-	rpcMust(t, b.RPCRegister("dc", notifier.Match{}, "only-b", rpcConst("b")))
+	c := connect(t, srv.URL())
+	must(t, b.RPCRegister("dc", notifier.Match{}, "q", rpcConst("b")))
+	must(t, c.RPCRegister("dc", notifier.Match{}, "q", rpcConst("c")))
+	must(t, b.RPCRegister("dc", notifier.Match{}, "only-b", rpcConst("b")))
 
 	res, err := a.RPC(context.Background(), "dc", 1, "q", nil)
 	if err != nil {
@@ -218,12 +218,12 @@ func TestRPCDeadConnectionSkipped(t *testing.T) {
 
 func TestRPCResponderDiesMidCall(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(time.Minute))
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(time.Minute))
 	b, nb := rpcNew(t, srv.URL(), notifier.WithHeartbeat(100*time.Millisecond))
-	c := rpcConnect(t, srv.URL())
+	c := connect(t, srv.URL())
 	entered := make(chan struct{}, 1)
-	rpcMust(t, b.RPCRegister("mc", notifier.Match{}, "q", rpcBlock("b", entered, rpcRelease(t))))
-	rpcMust(t, c.RPCRegister("mc", notifier.Match{}, "q", rpcConst("c")))
+	must(t, b.RPCRegister("mc", notifier.Match{}, "q", rpcBlock("b", entered, rpcRelease(t))))
+	must(t, c.RPCRegister("mc", notifier.Match{}, "q", rpcConst("c")))
 
 	type outcome struct {
 		res []notifier.Result
@@ -259,15 +259,15 @@ func TestRPCResponderDiesMidCall(t *testing.T) {
 
 func TestRPCSliceRedrawOnDeadResponder(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second), notifier.WithRandSource(rand.NewPCG(5, 6)))
-	c := rpcConnect(t, srv.URL())
-	rpcMust(t, c.RPCSlice("rd", notifier.Match{}, "q", rpcConst("c"), 1))
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second), notifier.WithRandSource(rand.NewPCG(5, 6)))
+	c := connect(t, srv.URL())
+	must(t, c.RPCSlice("rd", notifier.Match{}, "q", rpcConst("c"), 1))
 
 	// Each round a heavy slice on a fresh B is drawn first, then B's
 	// connection dies without goodbye: the call must draw again, C.
 	for round := range 3 {
 		b, nb := rpcNew(t, srv.URL()) // default heartbeat: B stays listed for seconds
-		rpcMust(t, b.RPCSlice("rd", notifier.Match{}, "q", rpcConst("b"), 1e6))
+		must(t, b.RPCSlice("rd", notifier.Match{}, "q", rpcConst("b"), 1e6))
 		res, err := a.RPC(rpcCtx(t, rpcWait), "rd", 1, "q", nil)
 		if err != nil {
 			t.Fatal(err)

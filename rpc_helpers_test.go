@@ -138,17 +138,6 @@ func (g *rpcGauge) enter() {
 
 func (g *rpcGauge) leave() { g.cur.Add(-1) }
 
-// rpcConnect connects a Notifier closed when t ends.
-func rpcConnect(t *testing.T, url string, opts ...notifier.Option) *notifier.Notifier {
-	t.Helper()
-	n, err := notifier.Connect(url, opts...)
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	return n
-}
-
 // rpcNew makes a Notifier with New over a connection of its own, which the
 // test may close to simulate a crash. Both are closed when t ends.
 func rpcNew(t *testing.T, url string, opts ...notifier.Option) (*notifier.Notifier, *nats.Conn) {
@@ -168,33 +157,13 @@ func rpcKill(t *testing.T, srv *testenv.Server, nc *nats.Conn) {
 	t.Helper()
 	before := srv.Server().NumClients()
 	nc.Close()
-	rpcEventually(t, rpcWait, func() bool { return srv.Server().NumClients() < before })
+	eventually(t, rpcWait, func() bool { return srv.Server().NumClients() < before })
 }
 
 func rpcCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func rpcMust(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// rpcEventually polls cond every few milliseconds until it holds, failing t
-// after timeout.
-func rpcEventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 // rpcRecv receives from ch, failing t after timeout.

@@ -19,8 +19,8 @@ import (
 
 func TestRPCCluster(t *testing.T) {
 	servers := testenv.RunCluster(t, 3)
-	a := rpcConnect(t, servers[0].URL())
-	owners := []*notifier.Notifier{rpcConnect(t, servers[1].URL()), rpcConnect(t, servers[2].URL())}
+	a := connect(t, servers[0].URL())
+	owners := []*notifier.Notifier{connect(t, servers[1].URL()), connect(t, servers[2].URL())}
 	// Let the three, connected at the same moment, know each other first:
 	// joining races with route interest (see TestRPCClusterFreshConnect).
 	// Each one reaching the others' probes shows they do.
@@ -28,25 +28,25 @@ func TestRPCCluster(t *testing.T) {
 	probes := make([]*rpcFn, len(all))
 	for i, n := range all {
 		probes[i] = rpcConst("probe")
-		rpcMust(t, n.RPCRegister("clu", notifier.Match{}, "probe", probes[i]))
+		must(t, n.RPCRegister("clu", notifier.Match{}, "probe", probes[i]))
 	}
 	for _, n := range all {
-		rpcEventually(t, rpcWait, func() bool {
+		eventually(t, rpcWait, func() bool {
 			res, err := n.RPC(rpcCtx(t, rpcWait), "clu", 1, "probe", nil)
 			return err == nil && len(res) == len(all)
 		})
 	}
 	for i, n := range all {
-		rpcMust(t, n.RPCUnregisterAll(probes[i]))
+		must(t, n.RPCUnregisterAll(probes[i]))
 	}
 
 	for i := range 30 {
 		owner := owners[i%2]
 		r := rpcConst(int64(i))
 		if i%3 == 0 {
-			rpcMust(t, owner.RPCSlice("clu", notifier.Exact(int64(i)), "q", r, 1))
+			must(t, owner.RPCSlice("clu", notifier.Exact(int64(i)), "q", r, 1))
 		} else {
-			rpcMust(t, owner.RPCRegister("clu", notifier.Exact(int64(i)), "q", r))
+			must(t, owner.RPCRegister("clu", notifier.Exact(int64(i)), "q", r))
 		}
 		// Right after the registration returned, on another server.
 		res, err := a.RPC(rpcCtx(t, rpcWait), "clu", int64(i), "q", nil)
@@ -58,7 +58,7 @@ func TestRPCCluster(t *testing.T) {
 			t.Fatalf("registration %d: results %v", i, res)
 		}
 		// Right after the unregistration returned: nobody.
-		rpcMust(t, owner.RPCUnregister("clu", notifier.Exact(int64(i)), "q", r))
+		must(t, owner.RPCUnregister("clu", notifier.Exact(int64(i)), "q", r))
 		if _, err := a.RPC(rpcCtx(t, rpcWait), "clu", int64(i), "q", nil); !errors.Is(err, notifier.ErrNoResponders) {
 			t.Fatalf("after unregistration %d: %v, want ErrNoResponders", i, err)
 		}
@@ -74,9 +74,9 @@ func TestRPCCluster(t *testing.T) {
 func TestRPCClusterFreshConnect(t *testing.T) {
 	servers := testenv.RunCluster(t, 3)
 	for round := range 10 {
-		a := rpcConnect(t, servers[round%3].URL())
-		b := rpcConnect(t, servers[(round+1)%3].URL())
-		rpcMust(t, b.RPCRegister("fresh", notifier.Match{}, "q", rpcConst("b")))
+		a := connect(t, servers[round%3].URL())
+		b := connect(t, servers[(round+1)%3].URL())
+		must(t, b.RPCRegister("fresh", notifier.Match{}, "q", rpcConst("b")))
 		res, err := a.RPC(rpcCtx(t, rpcWait), "fresh", 1, "q", nil)
 		if err != nil {
 			t.Fatalf("round %d: RPC right after Connect and RPCRegister on another server: %v", round, err)
@@ -84,23 +84,23 @@ func TestRPCClusterFreshConnect(t *testing.T) {
 		if got := rpcStrings(t, res); !slices.Equal(got, []string{"b"}) {
 			t.Fatalf("round %d: %q, want [b]", round, got)
 		}
-		rpcMust(t, a.Close())
-		rpcMust(t, b.Close())
+		must(t, a.Close())
+		must(t, b.Close())
 	}
 }
 
 func TestRPCUnregister(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
 	ctx := rpcCtx(t, 30*time.Second)
 
 	r := rpcConst("r")
 	keep := rpcConst("keep")
-	rpcMust(t, b.RPCRegister("un", notifier.Exact(1), "q", r))
-	rpcMust(t, b.RPCRegister("un", notifier.Match{}, "q", r))
-	rpcMust(t, b.RPCSlice("un", notifier.Match{}, "s", r, 1))
-	rpcMust(t, b.RPCRegister("un", notifier.Match{}, "k", keep))
+	must(t, b.RPCRegister("un", notifier.Exact(1), "q", r))
+	must(t, b.RPCRegister("un", notifier.Match{}, "q", r))
+	must(t, b.RPCSlice("un", notifier.Match{}, "s", r, 1))
+	must(t, b.RPCRegister("un", notifier.Match{}, "k", keep))
 
 	count := func(cmd string) int {
 		t.Helper()
@@ -116,7 +116,7 @@ func TestRPCUnregister(t *testing.T) {
 	if n := count("q"); n != 2 {
 		t.Fatalf("%d results, want 2", n)
 	}
-	rpcMust(t, b.RPCUnregister("un", notifier.Exact(1), "q", r))
+	must(t, b.RPCUnregister("un", notifier.Exact(1), "q", r))
 	if n := count("q"); n != 1 {
 		t.Fatalf("after RPCUnregister of one pattern: %d results, want 1", n)
 	}
@@ -145,7 +145,7 @@ func TestRPCUnregister(t *testing.T) {
 
 	// RPCUnregisterAll removes full and slice registrations of r only.
 	calls := r.calls.Load()
-	rpcMust(t, b.RPCUnregisterAll(r))
+	must(t, b.RPCUnregisterAll(r))
 	if n := count("q") + count("s"); n != 0 {
 		t.Fatalf("after RPCUnregisterAll: %d results", n)
 	}
@@ -164,20 +164,20 @@ func TestRPCUnregister(t *testing.T) {
 
 	// Notification registrations are not RPC registrations.
 	both := &rpcBoth{}
-	rpcMust(t, b.Subscribe("un", notifier.Match{}, "n", both))
+	must(t, b.Subscribe("un", notifier.Match{}, "n", both))
 	if err := b.RPCUnregister("un", notifier.Match{}, "n", both); !errors.Is(err, notifier.ErrNotRegistered) {
 		t.Fatalf("RPCUnregister of a Subscribe: %v, want ErrNotRegistered", err)
 	}
-	rpcMust(t, b.RPCUnregisterAll(both))
-	rpcMust(t, a.Publish("un", 1, "n", nil))
-	rpcEventually(t, rpcWait, func() bool { return both.notified.Load() == 1 })
+	must(t, b.RPCUnregisterAll(both))
+	must(t, a.Publish("un", 1, "n", nil))
+	eventually(t, rpcWait, func() bool { return both.notified.Load() == 1 })
 }
 
 // --- §7: the gateway for other NATS clients ------------------------------------
 
 func TestRPCGateway(t *testing.T) {
 	srv := testenv.Run(t)
-	b := rpcConnect(t, srv.URL())
+	b := connect(t, srv.URL())
 	echo := &rpcFn{fn: func(_ context.Context, _ int64, args notifier.Args) (any, error) {
 		var s string
 		if err := args.Decode(&s); err != nil {
@@ -185,8 +185,8 @@ func TestRPCGateway(t *testing.T) {
 		}
 		return "echo:" + s, nil
 	}}
-	rpcMust(t, b.RPCRegister("gw", notifier.Match{}, "say", echo))
-	rpcMust(t, b.RPCRegister("gw", notifier.Exact(7), "say", &rpcFn{fn: func(context.Context, int64, notifier.Args) (any, error) {
+	must(t, b.RPCRegister("gw", notifier.Match{}, "say", echo))
+	must(t, b.RPCRegister("gw", notifier.Exact(7), "say", &rpcFn{fn: func(context.Context, int64, notifier.Args) (any, error) {
 		return nil, errors.New("nope")
 	}}))
 	nc := testenv.Connect(t, srv.URL())
@@ -235,7 +235,7 @@ func TestRPCGateway(t *testing.T) {
 
 	// msgpack with its Content-Type.
 	body, err := msgpack.Marshal("mp")
-	rpcMust(t, err)
+	must(t, err)
 	mp := &nats.Msg{Subject: "notifier.rpc.gw.say.8", Data: body, Header: nats.Header{}}
 	mp.Header.Set("Content-Type", notifier.ContentTypeMsgpack)
 	reply, _ = request(mp)

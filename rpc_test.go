@@ -25,27 +25,27 @@ import (
 
 func TestRPCReachesEveryFullAndOneWeightedSlice(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRandSource(rand.NewPCG(1, 2)))
-	b := rpcConnect(t, srv.URL())
-	c := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRandSource(rand.NewPCG(1, 2)))
+	b := connect(t, srv.URL())
+	c := connect(t, srv.URL())
 
 	const id = 5 // odd
 	odd := notifier.Match{Mask: 1, Value: 1}
 	fullA, fullB, fullC := rpcConst("full-a"), rpcConst("full-b"), rpcConst("full-c")
 	sliceB, sliceC := rpcConst("slice-b"), rpcConst("slice-c")
 	other := rpcConst("other")
-	rpcMust(t, a.RPCRegister("svc", notifier.Exact(id), "get", fullA)) // the caller's own
-	rpcMust(t, b.RPCRegister("svc", notifier.Match{}, "get", fullB))
-	rpcMust(t, c.RPCRegister("svc", odd, "get", fullC))
+	must(t, a.RPCRegister("svc", notifier.Exact(id), "get", fullA)) // the caller's own
+	must(t, b.RPCRegister("svc", notifier.Match{}, "get", fullB))
+	must(t, c.RPCRegister("svc", odd, "get", fullC))
 	// Overlapping slices with different patterns on different Notifiers
 	// compete in one draw.
-	rpcMust(t, b.RPCSlice("svc", notifier.Match{}, "get", sliceB, 1))
-	rpcMust(t, c.RPCSlice("svc", odd, "get", sliceC, 3))
+	must(t, b.RPCSlice("svc", notifier.Match{}, "get", sliceB, 1))
+	must(t, c.RPCSlice("svc", odd, "get", sliceC, 3))
 	// Never matching: other id, other cmd, other object.
-	rpcMust(t, c.RPCRegister("svc", notifier.Exact(id+1), "get", other))
-	rpcMust(t, b.RPCSlice("svc", notifier.Exact(id+1), "get", other, 100))
-	rpcMust(t, b.RPCRegister("svc", notifier.Match{}, "put", other))
-	rpcMust(t, c.RPCSlice("svc2", notifier.Match{}, "get", other, 100))
+	must(t, c.RPCRegister("svc", notifier.Exact(id+1), "get", other))
+	must(t, b.RPCSlice("svc", notifier.Exact(id+1), "get", other, 100))
+	must(t, b.RPCRegister("svc", notifier.Match{}, "put", other))
+	must(t, c.RPCSlice("svc2", notifier.Match{}, "get", other, 100))
 
 	ctx := rpcCtx(t, 60*time.Second)
 	const calls = 600
@@ -81,14 +81,14 @@ func TestRPCReachesEveryFullAndOneWeightedSlice(t *testing.T) {
 
 func TestRPCSliceStandby(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRandSource(rand.NewPCG(3, 4)))
-	b := rpcConnect(t, srv.URL())
-	c := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRandSource(rand.NewPCG(3, 4)))
+	b := connect(t, srv.URL())
+	c := connect(t, srv.URL())
 	ctx := rpcCtx(t, 60*time.Second)
 
 	// Weight 0 is standby while a weighted slice matches.
-	rpcMust(t, b.RPCSlice("sb", notifier.Match{}, "q", rpcConst("b"), 0))
-	rpcMust(t, c.RPCSlice("sb", notifier.Match{}, "q", rpcConst("c"), 1))
+	must(t, b.RPCSlice("sb", notifier.Match{}, "q", rpcConst("b"), 0))
+	must(t, c.RPCSlice("sb", notifier.Match{}, "q", rpcConst("c"), 1))
 	for i := range 100 {
 		res, err := a.RPC(ctx, "sb", 1, "q", nil)
 		if err != nil {
@@ -100,8 +100,8 @@ func TestRPCSliceStandby(t *testing.T) {
 	}
 
 	// Only standby slices: one of them, uniformly.
-	rpcMust(t, b.RPCSlice("sb0", notifier.Match{}, "q", rpcConst("b"), 0))
-	rpcMust(t, c.RPCSlice("sb0", notifier.Match{}, "q", rpcConst("c"), 0))
+	must(t, b.RPCSlice("sb0", notifier.Match{}, "q", rpcConst("b"), 0))
+	must(t, c.RPCSlice("sb0", notifier.Match{}, "q", rpcConst("c"), 0))
 	const calls = 300
 	nb := 0
 	for i := range calls {
@@ -124,9 +124,9 @@ func TestRPCSliceStandby(t *testing.T) {
 
 func TestRPCResultsInArrivalOrder(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
-	c := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
+	c := connect(t, srv.URL())
 
 	// A spy sees each reply on its way to the caller's inbox. The slow
 	// responder answers only after the spy saw the fast reply (recognised by
@@ -144,8 +144,8 @@ func TestRPCResultsInArrivalOrder(t *testing.T) {
 			g.once.Do(func() { close(g.ch) })
 		}
 	})
-	rpcMust(t, err)
-	rpcMust(t, spy.Flush())
+	must(t, err)
+	must(t, spy.Flush())
 
 	slow := &rpcFn{fn: func(ctx context.Context, _ int64, _ notifier.Args) (any, error) {
 		select {
@@ -158,13 +158,13 @@ func TestRPCResultsInArrivalOrder(t *testing.T) {
 	fast := &rpcFn{fn: func(_ context.Context, id int64, _ notifier.Args) (any, error) {
 		return fmt.Sprintf("fast-%d", id), nil
 	}}
-	rpcMust(t, c.RPCRegister("order", notifier.Match{}, "q", slow)) // registered first
-	rpcMust(t, b.RPCRegister("order", notifier.Match{}, "q", fast))
+	must(t, c.RPCRegister("order", notifier.Match{}, "q", slow)) // registered first
+	must(t, b.RPCRegister("order", notifier.Match{}, "q", fast))
 
 	for i := range 5 {
 		want := fmt.Sprintf("fast-%d", i)
 		marker, err := msgpack.Marshal(want)
-		rpcMust(t, err)
+		must(t, err)
 		cur.Store(&gate{marker: marker, ch: make(chan struct{})})
 		res, err := a.RPC(rpcCtx(t, rpcWait), "order", int64(i), "q", nil)
 		if err != nil {
@@ -178,14 +178,14 @@ func TestRPCResultsInArrivalOrder(t *testing.T) {
 
 func TestRPCNilResultContributesNothing(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
 	ctx := rpcCtx(t, 30*time.Second)
 
 	silent := rpcConst(nil) // returns (nil, nil)
-	rpcMust(t, b.RPCRegister("nil", notifier.Match{}, "q", silent))
-	rpcMust(t, a.RPCRegister("nil", notifier.Match{}, "q", rpcConst("v")))
-	rpcMust(t, b.RPCRegister("nil", notifier.Match{}, "quiet", silent))
+	must(t, b.RPCRegister("nil", notifier.Match{}, "q", silent))
+	must(t, a.RPCRegister("nil", notifier.Match{}, "q", rpcConst("v")))
+	must(t, b.RPCRegister("nil", notifier.Match{}, "quiet", silent))
 
 	res, err := a.RPC(ctx, "nil", 1, "q", nil)
 	if err != nil {
@@ -207,14 +207,14 @@ func TestRPCNilResultContributesNothing(t *testing.T) {
 
 func TestRPCRegistrationPerPatternAndIdempotent(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
 	ctx := rpcCtx(t, 30*time.Second)
 
 	r := rpcConst("r")
-	rpcMust(t, b.RPCRegister("pp", notifier.Exact(3), "q", r))
-	rpcMust(t, b.RPCRegister("pp", notifier.Match{}, "q", r))
-	rpcMust(t, b.RPCRegister("pp", notifier.Exact(3), "q", r)) // again: no-op
+	must(t, b.RPCRegister("pp", notifier.Exact(3), "q", r))
+	must(t, b.RPCRegister("pp", notifier.Match{}, "q", r))
+	must(t, b.RPCRegister("pp", notifier.Exact(3), "q", r)) // again: no-op
 
 	res, err := a.RPC(ctx, "pp", 3, "q", nil)
 	if err != nil {
@@ -234,14 +234,14 @@ func TestRPCRegistrationPerPatternAndIdempotent(t *testing.T) {
 
 func TestRPCSeparateFromNotifications(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
+	b := connect(t, srv.URL())
 	ctx := rpcCtx(t, 30*time.Second)
 
 	// Notification registrations never answer RPCs.
 	sub, slice := &rpcBoth{}, &rpcBoth{}
-	rpcMust(t, b.Subscribe("sep", notifier.Match{}, "x", sub))
-	rpcMust(t, b.Slice("sep", notifier.Match{}, "x", slice, 1))
+	must(t, b.Subscribe("sep", notifier.Match{}, "x", sub))
+	must(t, b.Slice("sep", notifier.Match{}, "x", slice, 1))
 	if _, err := a.RPC(ctx, "sep", 1, "x", nil); !errors.Is(err, notifier.ErrNoResponders) {
 		t.Fatalf("RPC to notification registrations: err = %v, want ErrNoResponders", err)
 	}
@@ -251,13 +251,13 @@ func TestRPCSeparateFromNotifications(t *testing.T) {
 
 	// RPC registrations never get publishes.
 	resp, respSlice := &rpcBoth{}, &rpcBoth{}
-	rpcMust(t, b.RPCRegister("sep", notifier.Match{}, "y", resp))
-	rpcMust(t, b.RPCSlice("sep", notifier.Match{}, "y", respSlice, 1))
+	must(t, b.RPCRegister("sep", notifier.Match{}, "y", resp))
+	must(t, b.RPCSlice("sep", notifier.Match{}, "y", respSlice, 1))
 	witness := &rpcSub{ch: make(chan string, 32)}
-	rpcMust(t, b.Subscribe("sep", notifier.Match{}, "y", witness))
+	must(t, b.Subscribe("sep", notifier.Match{}, "y", witness))
 	const pubs = 20
 	for i := range pubs {
-		rpcMust(t, a.Publish("sep", int64(i), "y", "n"))
+		must(t, a.Publish("sep", int64(i), "y", "n"))
 	}
 	for range pubs {
 		rpcRecv(t, witness.ch, rpcWait, "notification")
@@ -278,13 +278,13 @@ func TestRPCSeparateFromNotifications(t *testing.T) {
 
 func TestRPCNoRespondersAtOnce(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
+	b := connect(t, srv.URL())
 	// Registrations that do not match the call.
-	rpcMust(t, b.RPCRegister("nr", notifier.Exact(1), "q", rpcConst("x")))
-	rpcMust(t, b.RPCSlice("nr", notifier.Exact(1), "q", rpcConst("x"), 1))
-	rpcMust(t, b.RPCRegister("nr", notifier.Match{}, "other", rpcConst("x")))
-	rpcMust(t, b.Subscribe("nr", notifier.Match{}, "q", &rpcSub{ch: make(chan string, 1)}))
+	must(t, b.RPCRegister("nr", notifier.Exact(1), "q", rpcConst("x")))
+	must(t, b.RPCSlice("nr", notifier.Exact(1), "q", rpcConst("x"), 1))
+	must(t, b.RPCRegister("nr", notifier.Match{}, "other", rpcConst("x")))
+	must(t, b.Subscribe("nr", notifier.Match{}, "q", &rpcSub{ch: make(chan string, 1)}))
 
 	for _, tc := range []struct {
 		object string
@@ -302,7 +302,7 @@ func TestRPCNoRespondersAtOnce(t *testing.T) {
 
 	rec := newRPCRecorder()
 	start := time.Now()
-	rpcMust(t, a.RPCCall("nr", 2, "q", nil, rec))
+	must(t, a.RPCCall("nr", 2, "q", nil, rec))
 	got := rpcRecv(t, rec.got, rpcWait, "RPCResponse")
 	if !errors.Is(got.err, notifier.ErrNoResponders) || got.results == nil || len(got.results) != 0 {
 		t.Fatalf("RPCResponse(%v, %v); want empty non-nil results and ErrNoResponders", got.results, got.err)
@@ -316,18 +316,18 @@ func TestRPCNoRespondersAtOnce(t *testing.T) {
 
 func TestRPCHandlerErrors(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
 	ctx := rpcCtx(t, 30*time.Second)
 
 	failing := &rpcFn{fn: func(context.Context, int64, notifier.Args) (any, error) { return nil, errors.New("boom") }}
 	custom := &rpcFn{fn: func(context.Context, int64, notifier.Args) (any, error) {
 		return nil, &notifier.RemoteError{Code: 42, Message: "custom"}
 	}}
-	rpcMust(t, b.RPCRegister("he", notifier.Match{}, "fail", failing))
-	rpcMust(t, b.RPCRegister("he", notifier.Match{}, "custom", custom))
-	rpcMust(t, b.RPCRegister("he", notifier.Match{}, "mixed", failing))
-	rpcMust(t, a.RPCRegister("he", notifier.Match{}, "mixed", rpcConst("ok")))
+	must(t, b.RPCRegister("he", notifier.Match{}, "fail", failing))
+	must(t, b.RPCRegister("he", notifier.Match{}, "custom", custom))
+	must(t, b.RPCRegister("he", notifier.Match{}, "mixed", failing))
+	must(t, a.RPCRegister("he", notifier.Match{}, "mixed", rpcConst("ok")))
 
 	res, err := a.RPC(ctx, "he", 1, "fail", nil)
 	if err != nil || len(res) != 1 {
@@ -371,16 +371,16 @@ func TestRPCHandlerErrors(t *testing.T) {
 
 func TestRPCHandlerPanic(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
-	c := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
+	c := connect(t, srv.URL())
 	ctx := rpcCtx(t, 30*time.Second)
 
 	panicky := &rpcFn{fn: func(context.Context, int64, notifier.Args) (any, error) { panic("kaboom") }}
-	rpcMust(t, b.RPCRegister("pa", notifier.Match{}, "q", panicky))
-	rpcMust(t, b.RPCRegister("pa", notifier.Match{}, "q", rpcConst("b")))
-	rpcMust(t, c.RPCRegister("pa", notifier.Match{}, "q", rpcConst("c")))
-	rpcMust(t, b.RPCRegister("pa", notifier.Match{}, "after", rpcConst("still here")))
+	must(t, b.RPCRegister("pa", notifier.Match{}, "q", panicky))
+	must(t, b.RPCRegister("pa", notifier.Match{}, "q", rpcConst("b")))
+	must(t, c.RPCRegister("pa", notifier.Match{}, "q", rpcConst("c")))
+	must(t, b.RPCRegister("pa", notifier.Match{}, "after", rpcConst("still here")))
 
 	for i := range 3 {
 		res, err := a.RPC(ctx, "pa", int64(i), "q", nil)

@@ -19,9 +19,9 @@ import (
 
 func TestRPCDeadlineFromContext(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(time.Minute))
-	b := rpcConnect(t, srv.URL())
-	c := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(time.Minute))
+	b := connect(t, srv.URL())
+	c := connect(t, srv.URL())
 
 	handlerEnded := make(chan time.Time, 1)
 	var handlerDeadline atomic.Pointer[time.Time]
@@ -35,8 +35,8 @@ func TestRPCDeadlineFromContext(t *testing.T) {
 		<-release // answer only after the caller gave up
 		return "too late", nil
 	}}
-	rpcMust(t, b.RPCRegister("dl", notifier.Match{}, "q", rpcConst("fast")))
-	rpcMust(t, c.RPCRegister("dl", notifier.Match{}, "q", slow))
+	must(t, b.RPCRegister("dl", notifier.Match{}, "q", rpcConst("fast")))
+	must(t, c.RPCRegister("dl", notifier.Match{}, "q", slow))
 
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
@@ -61,11 +61,11 @@ func TestRPCDeadlineFromContext(t *testing.T) {
 func TestRPCDefaultTimeout(t *testing.T) {
 	srv := testenv.Run(t)
 	const timeout = 300 * time.Millisecond
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(timeout))
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(timeout))
+	b := connect(t, srv.URL())
 	release := rpcRelease(t)
-	rpcMust(t, b.RPCRegister("dt", notifier.Match{}, "q", rpcConst("fast")))
-	rpcMust(t, b.RPCRegister("dt", notifier.Match{}, "q", rpcBlock("slow", nil, release)))
+	must(t, b.RPCRegister("dt", notifier.Match{}, "q", rpcConst("fast")))
+	must(t, b.RPCRegister("dt", notifier.Match{}, "q", rpcBlock("slow", nil, release)))
 
 	// A ctx without deadline (cancellable or not) gets the default.
 	cctx, cancel := context.WithCancel(context.Background())
@@ -86,10 +86,10 @@ func TestRPCDefaultTimeout(t *testing.T) {
 
 func TestRPCLateReplyDropped(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
 	// Concurrency 1: the ping below runs only after the late reply was sent.
-	c := rpcConnect(t, srv.URL(), notifier.WithConcurrency(1))
+	c := connect(t, srv.URL(), notifier.WithConcurrency(1))
 
 	release := make(chan struct{})
 	var once sync.Once
@@ -103,10 +103,10 @@ func TestRPCLateReplyDropped(t *testing.T) {
 	// Three early results: the returned slice then has spare capacity a
 	// late append could write into.
 	for range 3 {
-		rpcMust(t, b.RPCRegister("late", notifier.Match{}, "q", rpcConst("early")))
+		must(t, b.RPCRegister("late", notifier.Match{}, "q", rpcConst("early")))
 	}
-	rpcMust(t, c.RPCRegister("late", notifier.Match{}, "q", slow))
-	rpcMust(t, c.RPCRegister("late", notifier.Match{}, "ping", rpcConst("pong")))
+	must(t, c.RPCRegister("late", notifier.Match{}, "q", slow))
+	must(t, c.RPCRegister("late", notifier.Match{}, "ping", rpcConst("pong")))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -148,8 +148,8 @@ func TestRPCLateReplyDropped(t *testing.T) {
 
 func TestRPCsAligned(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(time.Minute))
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(time.Minute))
+	b := connect(t, srv.URL())
 
 	var perID [8]atomic.Int64
 	times10 := &rpcFn{fn: func(_ context.Context, id int64, _ notifier.Args) (any, error) {
@@ -157,12 +157,12 @@ func TestRPCsAligned(t *testing.T) {
 		return id * 10, nil
 	}}
 	for _, id := range []int64{1, 2, 5} {
-		rpcMust(t, b.RPCRegister("rs", notifier.Exact(id), "q", times10))
+		must(t, b.RPCRegister("rs", notifier.Exact(id), "q", times10))
 	}
 	// Ids 3 and 5 also have a responder that never answers in time.
 	hang := rpcBlock(int64(-1), nil, rpcRelease(t))
-	rpcMust(t, b.RPCRegister("rs", notifier.Exact(3), "q", hang))
-	rpcMust(t, b.RPCRegister("rs", notifier.Exact(5), "q", hang))
+	must(t, b.RPCRegister("rs", notifier.Exact(3), "q", hang))
+	must(t, b.RPCRegister("rs", notifier.Exact(5), "q", hang))
 	// Id 4 has nobody.
 
 	decode := func(res []notifier.Result) []int64 {
@@ -224,7 +224,7 @@ func TestRPCsAligned(t *testing.T) {
 
 func TestRPCsEmptyAndNoResponders(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
 	ctx := rpcCtx(t, rpcWait)
 	for _, ids := range [][]int64{nil, {}} {
 		out, err := a.RPCs(ctx, "none", ids, "q", nil)
@@ -247,14 +247,14 @@ func TestRPCsEmptyAndNoResponders(t *testing.T) {
 
 func TestRPCCallAsync(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(30*time.Second))
-	b := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(30*time.Second))
+	b := connect(t, srv.URL())
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	rpcMust(t, b.RPCRegister("ac", notifier.Match{}, "q", rpcBlock("done", entered, release)))
-	rpcMust(t, b.RPCRegister("ac", notifier.Match{}, "ping", rpcConst("pong")))
+	must(t, b.RPCRegister("ac", notifier.Match{}, "q", rpcBlock("done", entered, release)))
+	must(t, b.RPCRegister("ac", notifier.Match{}, "ping", rpcConst("pong")))
 
 	rec := newRPCRecorder()
 	returned := make(chan error, 1)
@@ -287,9 +287,9 @@ func TestRPCCallAsync(t *testing.T) {
 
 func TestRPCCallOnAnotherGoroutine(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
-	b := rpcConnect(t, srv.URL())
-	rpcMust(t, b.RPCRegister("og", notifier.Match{}, "ping", rpcConst("pong")))
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(10*time.Second))
+	b := connect(t, srv.URL())
+	must(t, b.RPCRegister("og", notifier.Match{}, "ping", rpcConst("pong")))
 
 	// Nobody registered, the case most tempting to answer inline: RPCResponse
 	// blocks until the caller's RPCCall has returned, so it cannot run on the
@@ -322,15 +322,15 @@ func TestRPCCallOnAnotherGoroutine(t *testing.T) {
 func TestRPCCallTimeout(t *testing.T) {
 	srv := testenv.Run(t)
 	const timeout = 300 * time.Millisecond
-	a := rpcConnect(t, srv.URL(), notifier.WithRPCTimeout(timeout))
-	b := rpcConnect(t, srv.URL())
-	rpcMust(t, b.RPCRegister("ct", notifier.Match{}, "q", rpcConst("fast")))
-	rpcMust(t, b.RPCRegister("ct", notifier.Match{}, "q", rpcBlock("slow", nil, rpcRelease(t))))
-	rpcMust(t, b.RPCRegister("ct", notifier.Match{}, "ping", rpcConst("pong")))
+	a := connect(t, srv.URL(), notifier.WithRPCTimeout(timeout))
+	b := connect(t, srv.URL())
+	must(t, b.RPCRegister("ct", notifier.Match{}, "q", rpcConst("fast")))
+	must(t, b.RPCRegister("ct", notifier.Match{}, "q", rpcBlock("slow", nil, rpcRelease(t))))
+	must(t, b.RPCRegister("ct", notifier.Match{}, "ping", rpcConst("pong")))
 
 	rec := newRPCRecorder()
 	start := time.Now()
-	rpcMust(t, a.RPCCall("ct", 1, "q", nil, rec))
+	must(t, a.RPCCall("ct", 1, "q", nil, rec))
 	got := rpcRecv(t, rec.got, rpcWait, "RPCResponse")
 	elapsed := time.Since(start)
 	rpcCheckTimeout(t, got.err)
@@ -351,9 +351,9 @@ func TestRPCCallTimeout(t *testing.T) {
 
 func TestRPCCallBadInput(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
-	b := rpcConnect(t, srv.URL())
-	rpcMust(t, b.RPCRegister("bi", notifier.Match{}, "q", rpcConst("ok")))
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL())
+	must(t, b.RPCRegister("bi", notifier.Match{}, "q", rpcConst("ok")))
 
 	rec := newRPCRecorder()
 	for _, tc := range []struct {
@@ -385,10 +385,10 @@ func TestRPCCallBadInput(t *testing.T) {
 
 func TestRPCAfterClose(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
 	r := rpcConst("x")
-	rpcMust(t, a.RPCRegister("cl", notifier.Match{}, "q", r))
-	rpcMust(t, a.Close())
+	must(t, a.RPCRegister("cl", notifier.Match{}, "q", r))
+	must(t, a.Close())
 	ctx := rpcCtx(t, rpcWait)
 	rec := newRPCRecorder()
 
@@ -414,7 +414,7 @@ func TestRPCAfterClose(t *testing.T) {
 
 func TestRPCInvalidInput(t *testing.T) {
 	srv := testenv.Run(t)
-	a := rpcConnect(t, srv.URL())
+	a := connect(t, srv.URL())
 	ctx := rpcCtx(t, rpcWait)
 	r := rpcConst("x")
 
@@ -450,7 +450,7 @@ func TestRPCInvalidInput(t *testing.T) {
 	if _, err := a.RPC(ctx, "o", 1, "q", nil); !errors.Is(err, notifier.ErrNoResponders) {
 		t.Errorf("after rejected registrations: %v, want ErrNoResponders", err)
 	}
-	rpcMust(t, a.RPCRegister(long, notifier.Match{}, long, r))
+	must(t, a.RPCRegister(long, notifier.Match{}, long, r))
 	if res, err := a.RPC(ctx, long, 1, long, nil); err != nil || len(res) != 1 {
 		t.Errorf("128-byte names: %v, %v", res, err)
 	}
