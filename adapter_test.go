@@ -340,8 +340,8 @@ func (r *slowRecorder) Notify(object string, id int64, cmd string, args notifier
 }
 
 func TestConnectOnEmptyBusWithWatcher(t *testing.T) {
-	// SPEC §7 recommends watching the traffic with `nats sub '<prefix>.>'`;
-	// SPEC §5 wants Connect on an empty bus well under a second.
+	// The README recommends watching the traffic with `nats sub '<prefix>.>'`;
+	// The package doc promises Connect on an empty bus well under a second.
 	s := testenv.Run(t)
 	watcher := testenv.Connect(t, s.URL())
 	if _, err := watcher.Subscribe("notifier.>", func(*nats.Msg) {}); err != nil {

@@ -113,7 +113,7 @@ func TestInvalidNames(t *testing.T) {
 }
 
 func TestInvalidNamesUnicode(t *testing.T) {
-	// SPEC §2: no whitespace or control characters; these are both, in
+	// The name rule (bus.ValidName): no whitespace or control characters; these are both, in
 	// Unicode (unicode.IsSpace and, for U+0085, unicode.IsControl).
 	s := testenv.Run(t)
 	n := connect(t, s.URL())

@@ -12,7 +12,7 @@ import (
 // one step: one directory announcement and one round of acknowledgements
 // for the whole batch, however many registrations it holds, instead of one
 // per call. When Commit returns nil, every Notifier on the bus routes to
-// every registration of the batch (SPEC §5, as for Subscribe).
+// every registration of the batch (as for Subscribe; see the package doc).
 //
 // The methods of a Batch mirror Subscribe, Slice, RPCRegister and RPCSlice
 // and return the Batch, so calls chain. A Batch is not safe for concurrent

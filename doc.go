@@ -17,7 +17,7 @@
 //
 // NATS subjects cannot express id&mask == value, and queue groups have no
 // weights and cannot hand a message back, so every Notifier keeps a live
-// directory of every registration on the bus (package bus) and routes each
+// directory of every registration on the bus (internal/directory) and routes each
 // message itself: the sender matches the directory, draws the slice, and
 // sends one message to each chosen Notifier on
 // <prefix>.node.<node>.pub.<object>.<cmd>.<id>. Full registrations for every

@@ -42,7 +42,7 @@ func (b *blockingSub) Notify(object string, id int64, cmd string, args notifier.
 	b.recorder.Notify(object, id, cmd, args)
 }
 
-// TestUnsubscribeQueuedSlice: case 1 of issue #8. Unsubscribe of a slice
+// TestUnsubscribeQueuedSlice: hostile-input case 1 (README "Hostile input"). Unsubscribe of a slice
 // registration with notifications queued behind its slow Subscriber draws
 // each of them again, once, among the remaining matching slices (here a
 // weight-0 standby on another Notifier): none is lost, none is delivered twice.
@@ -90,7 +90,7 @@ func TestUnsubscribeQueuedSlice(t *testing.T) {
 	}
 }
 
-// TestUnsubscribeQueuedFull: case 1 of issue #8. A full registration's
+// TestUnsubscribeQueuedFull: hostile-input case 1 (README "Hostile input"). A full registration's
 // queued notifications, discarded by Unsubscribe, are counted as dropped.
 func TestUnsubscribeQueuedFull(t *testing.T) {
 	s := testenv.Run(t)
@@ -118,7 +118,7 @@ func TestUnsubscribeQueuedFull(t *testing.T) {
 	}
 }
 
-// TestGatewayMaxPayload: case 2 of issue #8. A gateway publish of exactly
+// TestGatewayMaxPayload: hostile-input case 2 (README "Hostile input"). A gateway publish of exactly
 // the server's max payload cannot be routed with its header: it is refused
 // as a whole, counted in Dropped, and a request gets an error reply; one
 // that fits with the header is delivered.
@@ -161,7 +161,7 @@ func TestGatewayMaxPayload(t *testing.T) {
 	}
 }
 
-// TestGatewayReplyTooLarge: case 3 of issue #8. A gateway RPC whose JSON
+// TestGatewayReplyTooLarge: hostile-input case 3 (README "Hostile input"). A gateway RPC whose JSON
 // reply wrapper pushes the reply over max payload gets an error reply, well
 // before its timeout.
 func TestGatewayReplyTooLarge(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 
 // hostileBodies are msgpack messages of a few bytes whose headers claim about
 // 2³² elements or bytes: msgpack v5 preallocates what a header claims, so
-// decoding one of them without a bound asks for gigabytes (issue #8).
+// decoding one of them without a bound asks for gigabytes.
 var hostileBodies = map[string][]byte{
 	"array32":           {0xdd, 0xff, 0xff, 0xff, 0xff},
 	"map32":             {0xdf, 0xff, 0xff, 0xff, 0xff},
@@ -164,7 +164,7 @@ func TestHostileMsgpack(t *testing.T) {
 	}
 }
 
-// TestGarbageRouted: case 5 of issue #8. Garbage published straight on a
+// TestGarbageRouted: hostile-input case 5 (README "Hostile input"). Garbage published straight on a
 // node's publish subject or the fan-out subject is refused and counted, not
 // delivered as undecodable Args; bad JSON under the JSON flag too.
 func TestGarbageRouted(t *testing.T) {
@@ -216,7 +216,7 @@ func TestGarbageRouted(t *testing.T) {
 	}
 }
 
-// TestGatewayMsgpackTrailing: case 4 of issue #8. A msgpack gateway body
+// TestGatewayMsgpackTrailing: hostile-input case 4 (README "Hostile input"). A msgpack gateway body
 // with bytes after its first value is refused: '"x"' is 0x22 0x78 0x22, the
 // integer 34 followed by two more bytes.
 func TestGatewayMsgpackTrailing(t *testing.T) {
@@ -251,7 +251,7 @@ func TestGatewayMsgpackTrailing(t *testing.T) {
 	}
 }
 
-// TestGatewayErrorText: case 7 of issue #8. Gateway error JSON keeps < and >
+// TestGatewayErrorText: hostile-input case 7 (README "Hostile input"). Gateway error JSON keeps < and >
 // as they are, and a non-numeric id is an invalid id, not an invalid name.
 func TestGatewayErrorText(t *testing.T) {
 	s := testenv.Run(t)
@@ -304,7 +304,7 @@ func TestGatewayErrorText(t *testing.T) {
 	}
 }
 
-// TestStatsJSONKeys: item 12 of issue #8. Stats as JSON (what `nats micro
+// TestStatsJSONKeys: a hostile-input case. Stats as JSON (what `nats micro
 // stats` shows) uses snake_case keys only.
 func TestStatsJSONKeys(t *testing.T) {
 	b, err := json.Marshal(notifier.Stats{})

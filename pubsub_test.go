@@ -62,7 +62,7 @@ func seq(n int) []int64 {
 	return ids
 }
 
-// matches is the rule of SPEC §2, written independently of the library.
+// matches is the matching rule of the package doc, written independently of the library.
 func matches(m notifier.Match, id int64) bool { return id&m.Mask == m.Value }
 
 func TestMatchingRules(t *testing.T) {

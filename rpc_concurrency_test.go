@@ -244,7 +244,7 @@ func TestRPCResponderDiesMidCall(t *testing.T) {
 	got := rpcRecv(t, done, rpcWait, "RPC end")
 	// The directory notices B's closed connection within the deadline here
 	// (its ring successor gets "no responders"), and a call in flight to a
-	// Notifier known gone ends at once with what arrived (issue #8); had the
+	// Notifier known gone ends at once with what arrived; had the
 	// drop come later, the call would end at its deadline with ErrTimeout.
 	if got.err != nil {
 		rpcCheckTimeout(t, got.err)

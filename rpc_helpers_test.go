@@ -15,7 +15,7 @@ import (
 	"github.com/natsnotifier/notifier/testenv"
 )
 
-// Behaviour tests of RPC (SPEC §4, §5, §8): RPCRegister, RPCSlice,
+// Behaviour tests of RPC (see the package doc): RPCRegister, RPCSlice,
 // RPCUnregister, RPCUnregisterAll, RPC, RPCs and RPCCall. Helpers carry an
 // "rpc" prefix so they never collide with the package's shared test helpers.
 

@@ -69,7 +69,7 @@ func TestRPCCluster(t *testing.T) {
 }
 
 // TestRPCClusterFreshConnect: a Notifier whose Connect returned is on the bus
-// (SPEC §5), so a registration made right afterwards by a Notifier on another
+// (the package doc: registration calls return once the bus knows them), so a registration made right afterwards by a Notifier on another
 // server must reach it once RPCRegister returns.
 func TestRPCClusterFreshConnect(t *testing.T) {
 	servers := testenv.RunCluster(t, 3)

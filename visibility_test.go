@@ -8,7 +8,7 @@ import (
 	"github.com/natsnotifier/notifier/testenv"
 )
 
-// Registration visibility (SPEC §5): what a registration call promises the
+// Registration visibility (the package doc: registration calls return once the bus knows them): what a registration call promises the
 // rest of the bus when it returns.
 
 func TestVisibility(t *testing.T) {
@@ -86,7 +86,7 @@ func TestRegisterRightAfterPeerJoined(t *testing.T) {
 // testNewcomer: a Notifier at pubURL joins the bus; right after its Connect
 // returns, a Notifier at recvURL that was there before registers, and the
 // newcomer publishes. Once Connect returned the newcomer is on the bus, so
-// the registration must reach it before Subscribe returns (SPEC §5).
+// the registration must reach it before Subscribe returns (the package doc: registration calls return once the bus knows them).
 func testNewcomer(t *testing.T, pubURL, recvURL string) {
 	b := connect(t, recvURL)
 	for i := range int64(20) {

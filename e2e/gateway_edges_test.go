@@ -36,7 +36,7 @@ func (*argsEchoResponder) RPCCall(_ context.Context, _ string, _ int64, _ string
 // jsonObject is a JSON object {"name":"yyy..."} of exactly size bytes.
 func jsonObject(size int) []byte { return []byte(`{"name":"` + strings.Repeat("y", size-11) + `"}`) }
 
-// TestCLIGatewayEdges: the gateway cases of issue #8 with the real nats CLI.
+// TestCLIGatewayEdges: the hostile-input gateway cases with the real nats CLI.
 func TestCLIGatewayEdges(t *testing.T) { forEachServer(t, testCLIGatewayEdges) }
 
 func testCLIGatewayEdges(t *testing.T, url string) {

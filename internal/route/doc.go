@@ -2,7 +2,7 @@
 // registrations the directory holds for one (object, cmd, id), the random
 // source and this node's id, it decides which Notifiers (nodes) a publish or
 // an RPC goes to, what each of them delivers, and where the one weighted
-// slice lands. It is the single statement of SPEC §3.1–3.2 and §4.1 on the
+// slice lands. It is the single statement of delivery rules of the package doc on the
 // sending side.
 //
 // It imports no NATS and no clock and starts no goroutines: the caller looks
