@@ -98,6 +98,36 @@ func (s Subjects) NodeData(node string, k Kind) string {
 	return s.Prefix + ".node." + node + "." + k.String() + "."
 }
 
+// AppendNodeData appends the subject of a message routed to node for kind,
+// "<prefix>.node.<node>.<kind>.<object>.<cmd>.<id>", to dst without
+// allocating: the send path's form of NodeData and AppendAddr.
+func (s Subjects) AppendNodeData(dst []byte, node string, k Kind, object, cmd string, id int64) []byte {
+	dst = append(dst, s.Prefix...)
+	dst = append(dst, ".node."...)
+	dst = append(dst, node...)
+	dst = append(dst, '.')
+	dst = append(dst, k.String()...)
+	dst = append(dst, '.')
+	return AppendAddr(dst, object, cmd, id)
+}
+
+// AppendFan appends the fan-out subject "<prefix>.fan.<object>.<cmd>.<id>"
+// to dst without allocating.
+func (s Subjects) AppendFan(dst []byte, object, cmd string, id int64) []byte {
+	dst = append(dst, s.Prefix...)
+	dst = append(dst, ".fan."...)
+	return AppendAddr(dst, object, cmd, id)
+}
+
+// AnnNode returns the node an announcement subject (Ann) names.
+func (s Subjects) AnnNode(subject string) (node string, ok bool) {
+	node, ok = strings.CutPrefix(subject, s.Prefix+".dir.ann.")
+	if !ok || node == "" || strings.Contains(node, ".") {
+		return "", false
+	}
+	return node, true
+}
+
 // Fan is the prefix, ending in '.', of the fan-out subjects
 // "<prefix>.fan.<object>.<cmd>.<id>" that reach every full registration for
 // all ids of an (object, cmd).

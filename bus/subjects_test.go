@@ -282,3 +282,32 @@ func TestSubjectsMatchDoc(t *testing.T) {
 		t.Errorf("AnnAll() = %q, want %q", s.AnnAll(), want)
 	}
 }
+
+// TestAppendSubjects: the allocation-free forms build what the string
+// methods and AppendAddr build, and AnnNode inverts Ann.
+func TestAppendSubjects(t *testing.T) {
+	for _, s := range []Subjects{{DefaultPrefix}, {"a.b"}} {
+		for _, k := range []Kind{KindPub, KindRPC} {
+			got := string(s.AppendNodeData([]byte("x"), "n1", k, "obj", "cmd", -7))
+			if want := "x" + string(AppendAddr([]byte(s.NodeData("n1", k)), "obj", "cmd", -7)); got != want {
+				t.Errorf("AppendNodeData = %q, want %q", got, want)
+			}
+		}
+		if got, want := string(s.AppendFan(nil, "obj", "cmd", 3)), string(AppendAddr([]byte(s.Fan()), "obj", "cmd", 3)); got != want {
+			t.Errorf("AppendFan = %q, want %q", got, want)
+		}
+		if node, ok := s.AnnNode(s.Ann("n1")); !ok || node != "n1" {
+			t.Errorf("AnnNode(%q) = %q, %v", s.Ann("n1"), node, ok)
+		}
+		for _, bad := range []string{s.Prefix + ".dir.ann.", s.Prefix + ".dir.ann.a.b", s.NodeDir("n1"), "other.dir.ann.n1"} {
+			if node, ok := s.AnnNode(bad); ok {
+				t.Errorf("AnnNode(%q) = %q, true; want false", bad, node)
+			}
+		}
+	}
+	s := Subjects{DefaultPrefix}
+	buf := make([]byte, 0, 128)
+	if a := testing.AllocsPerRun(100, func() { buf = s.AppendNodeData(buf[:0], "n1", KindRPC, "obj", "cmd", 12345) }); a != 0 {
+		t.Errorf("AppendNodeData allocates %v times", a)
+	}
+}

@@ -55,7 +55,7 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 		d.undecodable("announcement", m, err)
 		return
 	}
-	if subj := strings.TrimPrefix(m.Subject, d.o.Subjects.Prefix+".dir.ann."); subj != a.Node {
+	if subj, _ := d.o.Subjects.AnnNode(m.Subject); subj != a.Node {
 		d.forged("announcement", m, a.Node)
 		return
 	}
