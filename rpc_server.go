@@ -11,7 +11,6 @@ import (
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/frame"
-	"github.com/natsnotifier/notifier/match"
 )
 
 // onRPC handles an RPC routed to this Notifier: every matching full RPC
@@ -30,26 +29,10 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 		return
 	}
 	var regsBuf [4]*localReg
-	regs := regsBuf[:0]
-	gone := false
 	n.mu.RLock()
-	if f.Flags&frame.FlagFull != 0 {
-		bp := entryPool.Get().(*[]match.Entry[*localReg])
-		full, _ := n.local[bus.KindRPC].Lookup(object, cmd, id, (*bp)[:0], nil)
-		for _, e := range full {
-			regs = append(regs, e.Key)
-		}
-		clear(full)
-		*bp = full[:0]
-		entryPool.Put(bp)
-	}
-	if f.Flags&frame.FlagSlice != 0 {
-		r := n.byID[f.Slice]
-		if r == nil || r.key.kind != bus.KindRPC || !r.slice || r.key.object != object || r.key.cmd != cmd || !r.key.pattern.Matches(id) {
-			gone = true
-		} else {
-			regs = append(regs, r)
-		}
+	regs, slice, gone := n.localTargetsLocked(bus.KindRPC, f, object, cmd, id, regsBuf[:0])
+	if slice != nil {
+		regs = append(regs, slice)
 	}
 	n.mu.RUnlock()
 
