@@ -1,0 +1,174 @@
+package directory
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Pending is an announced change waiting to be applied by the peers.
+type Pending struct {
+	d   *Directory
+	w   *waiter // nil when nobody needs to confirm
+	err error
+}
+
+// Announce changes this node's registrations (puts replace by ID) at once
+// in this node's view, and queues the change for the next announcement:
+// changes made while an announcement is on its way go out together in the
+// next one, and the peers acknowledge them together (group commit). Callers
+// that must keep several changes in order call Announce under their own
+// lock, then Wait outside it.
+func (d *Directory) Announce(puts []Reg, dels []uint64) *Pending {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.leaving {
+		return &Pending{err: ErrClosed}
+	}
+	for _, r := range puts {
+		d.putLocked(d.o.Node, r)
+		d.own[r.ID] = r
+		d.pend[r.ID] = &r
+	}
+	for _, id := range dels {
+		if r, ok := d.own[id]; ok {
+			d.tables[r.Kind].Delete(RegRef{Node: d.o.Node, ID: id})
+			delete(d.own, id)
+			d.pend[id] = nil
+		}
+	}
+	d.stats.changes.Add(1)
+	select {
+	case d.commitWake <- struct{}{}:
+	default:
+	}
+	if len(d.peers) == 0 {
+		// Nobody to confirm. A node that learns us before the
+		// announcement goes out gets the change with our table.
+		return &Pending{}
+	}
+	w := &waiter{done: make(chan struct{})}
+	d.batch = append(d.batch, w)
+	return &Pending{d: d, w: w}
+}
+
+// Wait waits until every peer known when the change was announced has
+// applied it or left, or until timeout. A timeout is reported wrapping
+// context.DeadlineExceeded; the change stays in effect and reaches the late
+// peers with their next table fetch.
+func (p *Pending) Wait(timeout time.Duration) error {
+	if p.err != nil || p.w == nil {
+		return p.err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.w.done:
+		return p.w.err
+	case <-p.d.ctx.Done():
+		return ErrClosed
+	case <-t.C:
+		p.d.mu.Lock()
+		select {
+		case <-p.w.done: // confirmed just as the timer fired
+			p.d.mu.Unlock()
+			return p.w.err
+		default:
+		}
+		delete(p.d.waiters, p.w)
+		p.w.abandoned = true
+		missing := len(p.w.need)
+		if p.w.need == nil {
+			missing = len(p.d.peers) // not even published yet
+		}
+		p.d.mu.Unlock()
+		return fmt.Errorf("notifier: %d peers did not confirm the registration change within %v: %w",
+			missing, timeout, context.DeadlineExceeded)
+	}
+}
+
+// commitLinger bounds how long the committer waits for one announcement's
+// acknowledgements before it sends the next: changes made meanwhile go out
+// together then.
+const commitLinger = 20 * time.Millisecond
+
+// committer publishes queued changes, one announcement at a time.
+func (d *Directory) committer() {
+	defer d.wg.Done()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.commitWake:
+		}
+		done := d.commit()
+		if done == nil {
+			continue
+		}
+		t.Reset(commitLinger)
+		select {
+		case <-d.ctx.Done():
+			t.Stop()
+			return
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// commit publishes the queued changes as one delta and returns a channel
+// closed once every peer acknowledged it (nil if nothing was sent or
+// nobody needs to).
+func (d *Directory) commit() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.pend) == 0 || d.closed {
+		return nil
+	}
+	a := announcement{Type: annDelta, Node: d.o.Node}
+	for id, r := range d.pend {
+		if r == nil {
+			a.Dels = append(a.Dels, id)
+		} else {
+			a.Puts = append(a.Puts, *r)
+		}
+	}
+	clear(d.pend)
+	d.setOwnVerLocked(d.ver + 1)
+	a.Ver = d.ver
+	batch := d.batch
+	d.batch = nil
+	d.stats.batches.Add(1)
+	data, err := msgpack.Marshal(&a)
+	if err == nil {
+		// Published under the lock so versions go out in order.
+		err = d.nc.PublishMsg(&nats.Msg{Subject: d.o.Subjects.Ann(d.o.Node), Reply: d.o.Subjects.NodeAck(d.o.Node), Data: data})
+	}
+	if err != nil {
+		err = fmt.Errorf("notifier: announce: %w", err)
+		d.o.Logger.Warn("notifier: announce", "err", err)
+	}
+	var all chan struct{} // the committer lingers on one waiter: they all wait for the same peers
+	for _, w := range batch {
+		if w.abandoned {
+			continue
+		}
+		w.ver, w.err = d.ver, err
+		w.need = map[string]struct{}{}
+		if err == nil {
+			w.need = d.needLocked()
+		}
+		d.waiters[w] = struct{}{}
+		d.releaseLocked(w)
+		if all == nil {
+			all = w.done
+		}
+	}
+	return all
+}
