@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -133,12 +134,18 @@ func (n *Notifier) RPC(ctx context.Context, object string, id int64, cmd string,
 	return n.rpc.do(ctx, n.deadline(ctx), object, id, cmd, body, isJSON)
 }
 
+// maxRPCsInFlight bounds the calls one RPCs call has in flight at once.
+const maxRPCsInFlight = 128
+
 // RPCs sends one RPC per id concurrently, with one shared deadline, and
 // returns the results aligned with ids (a duplicate id gets its own call).
 // An id without responders holds nil. When the deadline passes, an id still
 // waiting holds what arrived for it and RPCs returns the timeout error.
 // Otherwise it returns ErrNoResponders when no id had any responder, else nil.
 // An empty ids returns an empty result and nil.
+//
+// At most 128 calls are in flight at once; the others start as
+// those end, within the same deadline.
 func (n *Notifier) RPCs(ctx context.Context, object string, ids []int64, cmd string, args any) ([][]Result, error) {
 	if n.closing.Load() {
 		return nil, ErrClosed
@@ -160,13 +167,20 @@ func (n *Notifier) RPCs(ctx context.Context, object string, ids []int64, cmd str
 	}
 	deadline := n.deadline(ctx)
 	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i], errs[i] = n.rpc.do(ctx, deadline, object, id, cmd, body, isJSON)
-		}()
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64 // the next index of ids to call
+	)
+	for range min(len(ids), maxRPCsInFlight) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) {
+					return
+				}
+				out[i], errs[i] = n.rpc.do(ctx, deadline, object, ids[i], cmd, body, isJSON)
+			}
+		})
 	}
 	wg.Wait()
 	none := true

@@ -298,3 +298,49 @@ func TestRPCSliceRedrawOnDeadResponder(t *testing.T) {
 		}
 	}
 }
+
+// TestRPCsBoundedInFlight: RPCs over many ids keeps at most
+// MaxRPCsInFlight calls in flight, and still answers every id. Each handler
+// holds its call until MaxRPCsInFlight run at once (or a short wait ends),
+// so a caller without a bound would push the gauge past it.
+func TestRPCsBoundedInFlight(t *testing.T) {
+	srv := testenv.Run(t)
+	a := connect(t, srv.URL())
+	b := connect(t, srv.URL(), notifier.WithConcurrency(4*notifier.MaxRPCsInFlight))
+	const ids = 3 * notifier.MaxRPCsInFlight
+	var g rpcGauge
+	full := make(chan struct{})
+	var once sync.Once
+	must(t, b.RPCRegister("bound", notifier.Match{}, "q", &rpcFn{fn: func(ctx context.Context, id int64, _ notifier.Args) (any, error) {
+		g.enter()
+		defer g.leave()
+		if g.cur.Load() >= notifier.MaxRPCsInFlight {
+			once.Do(func() { close(full) })
+		}
+		select {
+		case <-full:
+		case <-time.After(20 * time.Millisecond): // not synchronisation: lets the waves overlap when the bound is never reached
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return id, nil
+	}}))
+	var want []int64
+	for i := range int64(ids) {
+		want = append(want, i)
+	}
+	out, err := a.RPCs(rpcCtx(t, 30*time.Second), "bound", want, "q", nil)
+	must(t, err)
+	for i, res := range out {
+		var got int64
+		if len(res) != 1 || res[0].Err != nil || res[0].Decode(&got) != nil || got != want[i] {
+			t.Fatalf("id %d: results %+v", want[i], res)
+		}
+	}
+	if m := g.max.Load(); m > notifier.MaxRPCsInFlight {
+		t.Fatalf("%d calls of one RPCs ran at once, want at most %d", m, notifier.MaxRPCsInFlight)
+	}
+	if m := g.max.Load(); m < notifier.MaxRPCsInFlight/2 {
+		t.Fatalf("only %d calls ran at once: RPCs is not concurrent", m)
+	}
+}
