@@ -45,7 +45,7 @@ func TestHarnessShort(t *testing.T) {
 			t.Errorf("%+v: empty cell", r)
 		}
 	}
-	want := map[string]int{"pub1": 1, "fanout": 1, "slice": 1, "rpc": 2, "rpc8": 1, "allocs": 11, "scale": 3, "big": 3}
+	want := map[string]int{"pub1": 1, "fanout": 1, "slice": 1, "rpc": 2, "rpc8": 1, "allocs": 11, "scale": 4, "big": 3}
 	for _, k := range rowKeys() {
 		if seen[k] != want[k] {
 			t.Errorf("scenario %s: %d rows, want %d", k, seen[k], want[k])
