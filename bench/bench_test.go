@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,7 +46,21 @@ func TestHarnessShort(t *testing.T) {
 			t.Errorf("%+v: empty cell", r)
 		}
 	}
-	want := map[string]int{"pub1": 1, "fanout": 1, "slice": 1, "rpc": 2, "rpc8": 1, "allocs": 11, "scale": 3, "big": 3}
+	// The idle row counts the server's messages: the ring probes alone are
+	// 4N in and 4N out per second, so in+out lies near 8N, never at 0.
+	idle := false
+	for _, r := range rows {
+		if r.Key == "scale" && strings.Contains(r.Name, "idle server msgs/s") {
+			idle = true
+			if n := float64(cfg.scaleNodes); r.Err == nil && (r.NotifierVal < 4*n || r.NotifierVal > 12*n) {
+				t.Errorf("%s = %.0f msgs/s, want about 8·N = %.0f (server Varz)", r.Name, r.NotifierVal, 8*n)
+			}
+		}
+	}
+	if !idle {
+		t.Error("no idle-traffic scale row")
+	}
+	want := map[string]int{"pub1": 1, "fanout": 1, "slice": 1, "rpc": 2, "rpc8": 1, "allocs": 11, "scale": 4, "big": 3}
 	for _, k := range rowKeys() {
 		if seen[k] != want[k] {
 			t.Errorf("scenario %s: %d rows, want %d", k, seen[k], want[k])

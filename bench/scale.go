@@ -178,6 +178,9 @@ func runScale(e *env) ([]Row, error) {
 	perEntry := delta / float64(total*nodes)
 	e.logf("  %d×%d registrations in %v (heap +%s, %.0f B per directory entry)", nodes, regs, regDur.Round(time.Millisecond), fmtBytes(delta), perEntry)
 
+	idle := idleRow(e, ns, regs)
+	e.logf("  idle: %s msgs/s in+out (%s)", idle.Notifier, idle.Notes)
+
 	// The joiner: Connect, register, then every other Notifier publishes to
 	// each of its registrations once and all must arrive.
 	js := &sink{}
@@ -249,5 +252,5 @@ func runScale(e *env) ([]Row, error) {
 		fmtBytes(float64(a1-a0)), fmtBytes((float64(h1)-float64(h0))/float64(nodes)),
 		nodes, regs, parText(par, nodes), fmtDur(regDur), float64(total)/regDur.Seconds(), nodes-1, fmtBytes(float64(a2-a1)))
 	setupRow.Notes += fmt.Sprintf("; peak live heap %s", fmtBytes(float64(guard.peak.Load())))
-	return []Row{join, mem, setupRow}, nil
+	return []Row{idle, join, mem, setupRow}, nil
 }
