@@ -148,6 +148,7 @@ func connect(t testing.TB, url string, opts ...notifier.Option) *notifier.Notifi
 var libFrames = []string{
 	"github.com/natsnotifier/notifier.",
 	"github.com/natsnotifier/notifier/bus.",
+	"github.com/natsnotifier/notifier/internal/",
 	"github.com/natsnotifier/notifier/match.",
 }
 

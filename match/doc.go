@@ -6,7 +6,7 @@
 // no clock and takes its random source as a parameter, so every rule can be
 // tested exhaustively and by fuzzing.
 //
-// Its exported names are its whole API, used by package bus (the
+// Its exported names are its whole API, used by internal/directory (the
 // directory's tables) and by the Notifier (its local table and the draw):
 // [Pattern] and [Exact], [Entry], [Table] with [NewTable], and [Pick] with
 // its [Rand]. There is no exported variable: the pattern for every id is the

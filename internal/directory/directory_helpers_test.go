@@ -130,39 +130,39 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool, what stri
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
 	var leaked []string
-	if !poll(waitTimeout, func() bool { leaked = busGoroutines(); return len(leaked) == 0 }) {
-		t.Errorf("%d goroutines of package bus still running:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+	if !poll(waitTimeout, func() bool { leaked = dirGoroutines(); return len(leaked) == 0 }) {
+		t.Errorf("%d goroutines of the directory still running:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 	}
 }
 
-// busGoroutines returns the stacks of the goroutines with a frame of
-// package bus outside its tests, or created by such a frame.
-func busGoroutines() []string {
+// dirGoroutines returns the stacks of the goroutines with a frame of
+// the directory outside its tests, or created by such a frame.
+func dirGoroutines() []string {
 	var leaked []string
 	for _, g := range leaktest.All() {
-		if hasBusFrame(g.Stack) {
+		if hasDirFrame(g.Stack) {
 			leaked = append(leaked, g.Stack)
 		}
 	}
 	return leaked
 }
 
-// hasBusFrame reports whether a goroutine's stack has a function of package
-// bus whose file (the next line) is not a _test.go file.
-func hasBusFrame(stack string) bool {
+// hasDirFrame reports whether a goroutine's stack has a function of the
+// directory whose file (the next line) is not a _test.go file.
+func hasDirFrame(stack string) bool {
 	sc := bufio.NewScanner(strings.NewReader(stack))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	inBus := false
+	inDir := false
 	for sc.Scan() {
 		line := sc.Text()
 		if file, ok := strings.CutPrefix(line, "\t"); ok {
-			if inBus && !strings.Contains(file, "_test.go:") {
+			if inDir && !strings.Contains(file, "_test.go:") {
 				return true
 			}
-			inBus = false
+			inDir = false
 			continue
 		}
-		inBus = strings.Contains(line, "natsnotifier/notifier/bus.")
+		inDir = strings.Contains(line, "natsnotifier/notifier/internal/directory.")
 	}
 	return false
 }

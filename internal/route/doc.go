@@ -6,7 +6,7 @@
 // sending side.
 //
 // It imports no NATS and no clock and starts no goroutines: the caller looks
-// the registrations up (bus's directory), turns every [Hop] into a message on
+// the registrations up (internal/directory), turns every [Hop] into a message on
 // its own subject, and sends it. The planner is tested on its own with table
 // rows, a fuzz test against a brute-force model and a statistical test of the
 // draw.
