@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/testenv"
 )
@@ -18,21 +19,29 @@ import (
 // its hop. The planner's own table tests cover the rules; these check that
 // Publish and RPC send its plan, no more and no less.
 
-// wireSpy records the routed messages of one object seen on NATS, and
-// whether a marker message on markSubj has passed (after it, every message
-// published before it by the same connection has been seen).
+// wireSpy records the routed messages of one object and kind seen on NATS
+// (the node subjects, and for publishes the fan-out subject), and whether a
+// message of object "mark" has passed: after it, every message published
+// before it by the same connection has been seen.
 type wireSpy struct {
+	subj   bus.Subjects
+	kind   bus.Kind
+	nodes  []string // the nodes whose subjects it parses
 	mu     sync.Mutex
 	object string
-	msgs   map[string]byte // "node" or "fan" -> flags; a repeat is recorded in dups
-	dups   []string
+	msgs   map[string]byte // node, or "fan" -> flags; a repeat is recorded in bad
+	bad    []string        // what should not have been seen
 	marked bool
 }
 
-func newWireSpy(t *testing.T, url, object string, subjects ...string) *wireSpy {
+func newWireSpy(t *testing.T, url, object string, kind bus.Kind, nodes ...string) *wireSpy {
 	t.Helper()
-	s := &wireSpy{object: object, msgs: map[string]byte{}}
+	s := &wireSpy{subj: bus.Subjects{Prefix: bus.DefaultPrefix}, kind: kind, nodes: nodes, object: object, msgs: map[string]byte{}}
 	nc := testenv.Connect(t, url)
+	subjects := []string{s.subj.NodeData("*", kind) + ">"}
+	if kind == bus.KindPub {
+		subjects = append(subjects, s.subj.Fan()+">")
+	}
 	for _, subj := range subjects {
 		_, err := nc.Subscribe(subj, s.on)
 		rpcMust(t, err)
@@ -42,19 +51,25 @@ func newWireSpy(t *testing.T, url, object string, subjects ...string) *wireSpy {
 }
 
 func (s *wireSpy) on(m *nats.Msg) {
-	// notifier.node.<node>.<kind>.<object>.<cmd>.<id> or notifier.fan.<object>.<cmd>.<id>
-	parts := strings.Split(m.Subject, ".")
-	var who, object string
-	switch {
-	case len(parts) == 7 && parts[1] == "node":
-		who, object = parts[2], parts[4]
-	case len(parts) == 5 && parts[1] == "fan":
-		who, object = "fan", parts[2]
-	default:
-		return
+	who, addr, ok := "fan", "", false
+	if addr, ok = strings.CutPrefix(m.Subject, s.subj.Fan()); !ok {
+		for _, node := range s.nodes {
+			if addr, ok = strings.CutPrefix(m.Subject, s.subj.NodeData(node, s.kind)); ok {
+				who = node
+				break
+			}
+		}
+	}
+	object := ""
+	if ok {
+		object, _, _, ok = bus.ParseAddr(addr)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !ok {
+		s.bad = append(s.bad, "unparsed subject "+m.Subject)
+		return
+	}
 	if object == "mark" {
 		s.marked = true
 		return
@@ -64,11 +79,11 @@ func (s *wireSpy) on(m *nats.Msg) {
 	}
 	f, _, err := frame.ParseFrame(m.Data)
 	if err != nil {
-		s.dups = append(s.dups, who+": bad frame "+err.Error())
+		s.bad = append(s.bad, who+": bad frame "+err.Error())
 		return
 	}
 	if _, ok := s.msgs[who]; ok {
-		s.dups = append(s.dups, who)
+		s.bad = append(s.bad, "a second message to "+who)
 	}
 	s.msgs[who] = f.Flags
 }
@@ -84,8 +99,8 @@ func (s *wireSpy) check(t *testing.T, want map[string]byte) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.dups) > 0 {
-		t.Errorf("more than one message to %v", s.dups)
+	for _, b := range s.bad {
+		t.Error(b)
 	}
 	for who, flags := range want {
 		got, ok := s.msgs[who]
@@ -106,7 +121,7 @@ func (s *wireSpy) check(t *testing.T, want map[string]byte) {
 func TestPublishSendsThePlan(t *testing.T) {
 	s := testenv.Run(t)
 	a, b, c := connect(t, s.URL()), connect(t, s.URL()), connect(t, s.URL())
-	spy := newWireSpy(t, s.URL(), "hop", "notifier.node.*.pub.>", "notifier.fan.>")
+	spy := newWireSpy(t, s.URL(), "hop", bus.KindPub, a.Node(), b.Node(), c.Node())
 	fullB, sliceB, fullC, allC := &recorder{}, &recorder{}, &recorder{}, &recorder{}
 	for _, err := range []error{
 		b.Subscribe("hop", notifier.Exact(1), "c", fullB),
@@ -135,7 +150,7 @@ func TestPublishSendsThePlan(t *testing.T) {
 func TestRPCSendsThePlan(t *testing.T) {
 	s := testenv.Run(t)
 	a, b, c := rpcConnect(t, s.URL()), rpcConnect(t, s.URL()), rpcConnect(t, s.URL())
-	spy := newWireSpy(t, s.URL(), "hop", "notifier.node.*.rpc.>")
+	spy := newWireSpy(t, s.URL(), "hop", bus.KindRPC, a.Node(), b.Node(), c.Node())
 	rpcMust(t, b.RPCRegister("hop", notifier.Exact(1), "q", rpcConst("b-full")))
 	rpcMust(t, b.RPCSlice("hop", notifier.Match{}, "q", rpcConst("b-slice"), 1)) // the only slice
 	rpcMust(t, c.RPCRegister("hop", notifier.Match{}, "q", rpcConst("c-all")))   // RPCs have no fan-out
