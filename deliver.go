@@ -14,6 +14,7 @@ import (
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/directory"
 	"github.com/natsnotifier/notifier/internal/frame"
+	"github.com/natsnotifier/notifier/internal/route"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -68,7 +69,7 @@ func (r *localReg) wire() directory.Reg {
 // broadcast reports whether r is reached through the fan-out subject.
 // Called with Notifier.mu held.
 func (r *localReg) broadcast() bool {
-	return r.key.kind == bus.KindPub && !r.slice && isBroadcast(r.key.pattern.pattern())
+	return r.key.kind == bus.KindPub && !r.slice && route.Broadcast(r.key.pattern.pattern())
 }
 
 // remove marks r removed and returns the notifications still queued.
@@ -368,7 +369,7 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 		for _, e := range full {
 			// Broadcast registrations are reached on their own fan-out
 			// subscription (onFan), never here.
-			if !isBroadcast(e.Pattern) {
+			if !route.Broadcast(e.Pattern) {
 				n.push(e.Key, d)
 			}
 		}
@@ -522,12 +523,14 @@ var sendBufs = sync.Pool{New: func() any {
 	b := &sendBuf{}
 	b.full = make([]directory.Entry, 0, 16)
 	b.slices = make([]directory.Entry, 0, 16)
+	b.hops = make([]route.Hop, 0, 8)
 	return b
 }}
 
 type sendBuf struct {
 	subj, frame  []byte
 	full, slices []directory.Entry
+	hops         []route.Hop // the plan of a publish or an RPC
 }
 
 // publish routes one notification by the directory. extra is or'ed into the
@@ -552,64 +555,37 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 	if isJSON {
 		flagsBase |= frame.FlagJSON
 	}
-	var pick directory.RegRef
-	if i := match.Pick(slices, n.rand); i >= 0 {
-		pick = slices[i].Key
-	}
 	if count {
 		n.stats.published.Add(1)
 	}
 	if sliceOnly {
-		if pick.Node == "" {
+		h, ok := route.Reroute(slices, n.rand, n.node)
+		if !ok {
 			return errNoSlice
 		}
-		full = full[:0]
+		return n.send(b, h, flagsBase, object, cmd, id, body)
 	}
-	// Keep the per-node full registrations; note the broadcast ones.
-	broadcast := false
-	k := 0
-	for _, e := range full {
-		if isBroadcast(e.Pattern) {
-			broadcast = true
-			continue
-		}
-		full[k] = e
-		k++
-	}
-	full = full[:k]
-	if broadcast {
+	hops, fan := route.Publish(b.hops[:0], full, slices, n.rand, n.node)
+	defer func() {
+		clear(hops)
+		b.hops = hops[:0]
+	}()
+	if fan {
 		if err := n.sendFan(b, flagsBase|frame.FlagBroadcast, object, cmd, id, body); err != nil {
 			return err
 		}
 	}
 	// One message per node: the full flag covers all its full registrations.
-	sliceSent := pick.Node == ""
-	for i, e := range full {
-		node := e.Key.Node
-		if seenNode(full[:i], node) {
-			continue
-		}
-		flags := flagsBase | frame.FlagFull
-		if node == pick.Node {
-			flags |= frame.FlagSlice
-			sliceSent = true
-		}
-		if err := n.send(b, node, flags, pick.ID, object, cmd, id, body); err != nil {
+	for _, h := range hops {
+		if err := n.send(b, h, flagsBase, object, cmd, id, body); err != nil {
 			return err
 		}
-	}
-	if !sliceSent {
-		return n.send(b, pick.Node, flagsBase|frame.FlagSlice, pick.ID, object, cmd, id, body)
 	}
 	return nil
 }
 
 // errNoSlice: a re-route found no slice to draw.
 var errNoSlice = errors.New("notifier: no slice")
-
-// isBroadcast reports whether a full registration with pattern p is reached
-// through the shared fan-out subject: it matches every id.
-func isBroadcast(p match.Pattern) bool { return p == match.Pattern{} }
 
 // sendFan publishes on the shared fan-out subject of (object, cmd).
 func (n *Notifier) sendFan(b *sendBuf, flags byte, object, cmd string, id int64, body []byte) error {
@@ -623,18 +599,10 @@ func (n *Notifier) sendFan(b *sendBuf, flags byte, object, cmd string, id int64,
 	return nil
 }
 
-// seenNode reports whether node appears in prev.
-func seenNode(prev []directory.Entry, node string) bool {
-	for _, e := range prev {
-		if e.Key.Node == node {
-			return true
-		}
-	}
-	return false
-}
-
-func (n *Notifier) send(b *sendBuf, node string, flags byte, slice uint64, object, cmd string, id int64, body []byte) error {
-	if node == n.node {
+// send sends hop h of a publish; base holds the flags every hop carries.
+func (n *Notifier) send(b *sendBuf, h route.Hop, base byte, object, cmd string, id int64, body []byte) error {
+	node, flags, slice := h.Node, hopFlags(base, h), h.SliceID
+	if h.Local {
 		// Local delivery skips NATS; the body must outlive the caller's buffer.
 		data := append([]byte(nil), body...)
 		n.deliver(flags, slice, object, cmd, id, Args{data: data, json: flags&frame.FlagJSON != 0})
@@ -652,4 +620,15 @@ func (n *Notifier) send(b *sendBuf, node string, flags byte, slice uint64, objec
 		return fmt.Errorf("notifier: publish: %w", err)
 	}
 	return nil
+}
+
+// hopFlags are the frame flags of hop h: base plus what h delivers.
+func hopFlags(base byte, h route.Hop) byte {
+	if h.Full {
+		base |= frame.FlagFull
+	}
+	if h.Slice {
+		base |= frame.FlagSlice
+	}
+	return base
 }

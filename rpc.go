@@ -15,10 +15,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/natsnotifier/notifier/bus"
-	"github.com/natsnotifier/notifier/internal/directory"
 	"github.com/natsnotifier/notifier/internal/frame"
+	"github.com/natsnotifier/notifier/internal/route"
 	"github.com/natsnotifier/notifier/internal/wire"
-	"github.com/natsnotifier/notifier/match"
 )
 
 // rpcClient gathers the replies of this Notifier's RPCs on one wildcard inbox
@@ -44,7 +43,7 @@ type call struct {
 	body        []byte
 	json        bool
 	deadline    time.Time
-	slices      []directory.Entry // slice candidates left for a redraw
+	cands       route.Candidates // slices left for a redraw
 	targets     []*target
 	results     []Result
 	open        int  // targets still to answer
@@ -259,10 +258,12 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 	n := c.n
 	b := sendBufs.Get().(*sendBuf)
 	full, slices := n.dir.Lookup(bus.KindRPC, object, cmd, id, b.full[:0], b.slices[:0])
+	var hops []route.Hop
 	defer func() {
 		clear(full)
 		clear(slices)
-		b.full, b.slices = full[:0], slices[:0]
+		clear(hops)
+		b.full, b.slices, b.hops = full[:0], slices[:0], hops[:0]
 		sendBufs.Put(b)
 	}()
 	if len(full) == 0 && len(slices) == 0 {
@@ -274,32 +275,14 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 		done: make(chan struct{}),
 	}
 	cl.targets = cl.tptr[:0]
-	var pick directory.RegRef
-	if i := match.Pick(slices, n.rand); i >= 0 {
-		pick = slices[i].Key
-	}
-	if len(slices) > 1 { // kept for a redraw
-		cl.slices = append([]directory.Entry(nil), slices...)
-	}
+	hops = route.RPC(b.hops[:0], full, slices, n.rand, n.node)
+	cl.cands = route.Keep(slices)
 	base := byte(frame.FlagTimeout)
 	if isJSON {
 		base |= frame.FlagJSON
 	}
-	sliceSent := pick.Node == ""
-	for i, e := range full {
-		if seenNode(full[:i], e.Key.Node) {
-			continue
-		}
-		t := cl.newTarget(e.Key.Node, base|frame.FlagFull, 0)
-		if t.node == pick.Node {
-			t.flags |= frame.FlagSlice
-			t.slice = pick.ID
-			sliceSent = true
-		}
-		cl.targets = append(cl.targets, t)
-	}
-	if !sliceSent {
-		cl.targets = append(cl.targets, cl.newTarget(pick.Node, base|frame.FlagSlice, pick.ID))
+	for _, h := range hops {
+		cl.targets = append(cl.targets, cl.newTarget(h.Node, hopFlags(base, h), h.SliceID))
 	}
 	cl.open = len(cl.targets)
 
@@ -450,8 +433,8 @@ func (c *rpcClient) onReply(m *nats.Msg) {
 	case frame.ReplyNothing:
 		// The registration left that Notifier: not an answer.
 	case frame.ReplyGone:
-		ref := directory.RegRef{Node: t.node, ID: t.slice}
-		c.redrawLocked(cl, func(e directory.Entry) bool { return e.Key == ref })
+		cl.cands.Drop(route.Ref{Node: t.node, ID: t.slice})
+		c.redrawLocked(cl)
 	}
 	if t.got >= t.expect {
 		c.finishLocked(cl, t)
@@ -481,7 +464,8 @@ func (c *rpcClient) peerGoneLocked(node string) {
 			}
 			if t.flags&frame.FlagSlice != 0 && t.got == 0 {
 				// Draw again before finishing t, so the call stays open.
-				c.redrawLocked(cl, func(e directory.Entry) bool { return e.Key.Node == node })
+				cl.cands.DropNode(node)
+				c.redrawLocked(cl)
 			}
 			c.finishLocked(cl, t)
 		}
@@ -497,28 +481,21 @@ func (c *rpcClient) finishLocked(cl *call, t *target) {
 	}
 }
 
-// redrawLocked draws another slice after the drawn one turned out gone.
-func (c *rpcClient) redrawLocked(cl *call, gone func(directory.Entry) bool) {
-	kept := cl.slices[:0]
-	for _, e := range cl.slices {
-		if !gone(e) {
-			kept = append(kept, e)
-		}
-	}
-	cl.slices = kept
+// redrawLocked draws another slice after the drawn one turned out gone;
+// the caller has dropped what is gone from cl.cands.
+func (c *rpcClient) redrawLocked(cl *call) {
 	if !time.Now().Before(cl.deadline) {
 		return
 	}
-	i := match.Pick(cl.slices, c.n.rand)
-	if i < 0 {
+	h, ok := cl.cands.Draw(c.n.rand, c.n.node)
+	if !ok {
 		return
 	}
-	e := cl.slices[i]
-	base := byte(frame.FlagTimeout | frame.FlagSlice)
+	base := byte(frame.FlagTimeout)
 	if cl.json {
 		base |= frame.FlagJSON
 	}
-	t := cl.newTarget(e.Key.Node, base, e.Key.ID)
+	t := cl.newTarget(h.Node, hopFlags(base, h), h.SliceID)
 	cl.targets = append(cl.targets, t)
 	cl.open++
 	if err := c.sendLocked(cl, len(cl.targets)-1, t); err != nil {

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/route"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -19,11 +20,10 @@ type Reg struct {
 	Weight   float64
 }
 
-// RegRef names one registration on the bus.
-type RegRef struct {
-	Node string
-	ID   uint64
-}
+// RegRef names one registration on the bus. It is the routing planner's
+// Ref, so that a lookup's entries feed route.Publish and route.RPC as they
+// are, without a copy.
+type RegRef = route.Ref
 
 // Entry is a directory lookup result.
 type Entry = match.Entry[RegRef]

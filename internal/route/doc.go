@@ -2,12 +2,14 @@
 // registrations the directory holds for one (object, cmd, id), the random
 // source and this node's id, it decides which Notifiers (nodes) a publish or
 // an RPC goes to, what each of them delivers, and where the one weighted
-// slice lands. It is the single statement of delivery rules of the package doc on the
+// slice lands. It is the single statement of the package doc's delivery rules on the
 // sending side.
 //
 // It imports no NATS and no clock and starts no goroutines: the caller looks
-// the registrations up (internal/directory), turns every [Hop] into a message on
-// its own subject, and sends it. The planner is tested on its own with table
+// the registrations up (internal/directory, whose RegRef is [Ref]), turns
+// every [Hop] into a message on its own subject, and sends it. The library's
+// Publish (deliver.go) and RPC (rpc.go) both route through it; neither holds
+// a routing loop of its own. The planner is tested on its own with table
 // rows, a fuzz test against a brute-force model and a statistical test of the
 // draw.
 //

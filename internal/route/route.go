@@ -3,7 +3,8 @@ package route
 import "github.com/natsnotifier/notifier/match"
 
 // Ref names one registration on the bus: the node that holds it and the id
-// that node gave it. bus uses it as the key of its directory's tables.
+// that node gave it. internal/directory uses it (as directory.RegRef) as the
+// key of its tables, so its lookups are the planner's input as they are.
 type Ref struct {
 	Node string
 	ID   uint64
