@@ -311,3 +311,77 @@ func (h *handlers) wait(deadline time.Time) error {
 		return context.DeadlineExceeded
 	}
 }
+
+// counters are the Notifier's statistics.
+type counters struct {
+	published  atomic.Uint64
+	delivered  atomic.Uint64
+	dropped    atomic.Uint64
+	panics     atomic.Uint64
+	undecoded  atomic.Uint64
+	rpcServed  atomic.Uint64
+	rpcErrors  atomic.Uint64
+	fanDropped atomic.Uint64 // dropped by fan-out subscriptions now gone
+	lastDropLg atomic.Int64  // unix nanos of the last drop log line
+}
+
+// Stats are counters since the Notifier started. As JSON (the stats of
+// `nats micro stats notifier`), every key is snake_case, like the keys the
+// micro service adds beside them.
+type Stats struct {
+	// Publish calls that sent, gateway publishes included.
+	Published uint64 `json:"published"`
+	// Notify calls made.
+	Delivered uint64 `json:"delivered"`
+	// Notifications accepted from NATS but not delivered: a full queue, a
+	// full registration removed with notifications queued, a slice that
+	// left with no other slice to draw, a gateway publish too large to route.
+	Dropped uint64 `json:"dropped"`
+	// Recovered panics of Notify, RPCCall and RPCResponse.
+	Panics uint64 `json:"panics"`
+	// Messages from NATS refused because they could not be parsed or
+	// decoded: bad subjects, frames, JSON or msgpack (see Args.Decode),
+	// directory messages included.
+	Undecodable uint64 `json:"undecodable"`
+	// Directory messages ignored because they claimed another node than the
+	// one whose subject they came on (forged or misrouted).
+	Forged uint64 `json:"forged"`
+	// RPCCall invocations.
+	RPCServed uint64 `json:"rpc_served"`
+	// RPC answers this Notifier turned into an error: the handler failed or
+	// panicked, its result could not be encoded or exceeded max payload, or
+	// a gateway reply exceeded max payload.
+	RPCErrors uint64 `json:"rpc_errors"`
+	// Other Notifiers on the bus that this one knows of now (a gauge, not a
+	// counter): one that left or was found gone is no longer counted.
+	Peers int `json:"peers"`
+}
+
+// Stats returns the Notifier's counters.
+func (n *Notifier) Stats() Stats {
+	c := &n.stats
+	dropped := c.dropped.Load() + c.fanDropped.Load()
+	n.mu.RLock()
+	for _, r := range n.byID {
+		if r.fan != nil {
+			if d, err := r.fan.Dropped(); err == nil {
+				dropped += uint64(d)
+			}
+		}
+	}
+	n.mu.RUnlock()
+	var (
+		ds    directory.Stats
+		peers int
+	)
+	if n.dir != nil {
+		ds = n.dir.Stats()
+		peers = len(n.dir.Peers())
+	}
+	return Stats{
+		Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: dropped,
+		Panics: c.panics.Load(), Undecodable: c.undecoded.Load() + ds.Undecodable, Forged: ds.Forged,
+		RPCServed: c.rpcServed.Load(), RPCErrors: c.rpcErrors.Load(),
+		Peers: peers,
+	}
+}

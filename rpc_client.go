@@ -116,20 +116,11 @@ func (c *rpcClient) close() {
 // when ctx has none; when it passes, RPC returns the results that arrived
 // and an error matching ErrTimeout and context.DeadlineExceeded.
 func (n *Notifier) RPC(ctx context.Context, object string, id int64, cmd string, args any) ([]Result, error) {
-	if n.closing.Load() {
-		return nil, ErrClosed
-	}
-	if err := checkNames(object, cmd); err != nil {
-		return nil, err
-	}
-	e, body, isJSON, err := encodeArgs(args)
+	e, body, isJSON, err := n.prepare(object, cmd, args)
 	if err != nil {
 		return nil, err
 	}
 	defer e.release()
-	if err := n.checkSize(body); err != nil {
-		return nil, err
-	}
 	return n.rpc.do(ctx, n.deadline(ctx), object, id, cmd, body, isJSON)
 }
 
@@ -146,23 +137,14 @@ const maxRPCsInFlight = 128
 // At most 128 calls are in flight at once; the others start as
 // those end, within the same deadline.
 func (n *Notifier) RPCs(ctx context.Context, object string, ids []int64, cmd string, args any) ([][]Result, error) {
-	if n.closing.Load() {
-		return nil, ErrClosed
-	}
-	if err := checkNames(object, cmd); err != nil {
-		return nil, err
-	}
-	out := make([][]Result, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	e, body, isJSON, err := encodeArgs(args)
+	e, body, isJSON, err := n.prepare(object, cmd, args)
 	if err != nil {
 		return nil, err
 	}
 	defer e.release()
-	if err := n.checkSize(body); err != nil {
-		return nil, err
+	out := make([][]Result, len(ids))
+	if len(ids) == 0 {
+		return out, nil
 	}
 	deadline := n.deadline(ctx)
 	errs := make([]error, len(ids))
@@ -203,21 +185,12 @@ func (n *Notifier) RPCs(ctx context.Context, object string, ids []int64, cmd str
 // returned: empty results and ErrNoResponders when nobody is registered, the
 // partial results and the timeout error after the default RPC timeout.
 func (n *Notifier) RPCCall(object string, id int64, cmd string, args any, source ResultHandler) error {
-	if n.closing.Load() {
-		return ErrClosed
-	}
-	if err := checkNames(object, cmd); err != nil {
-		return err
-	}
-	if err := checkDest(source); err != nil {
-		return err
-	}
-	e, body, isJSON, err := encodeArgs(args)
+	e, body, isJSON, err := n.prepare(object, cmd, args)
 	if err != nil {
 		return err
 	}
 	defer e.release()
-	if err := n.checkSize(body); err != nil {
+	if err := checkDest(source); err != nil {
 		return err
 	}
 	body = append([]byte(nil), body...)
