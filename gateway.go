@@ -64,7 +64,7 @@ func (a *Args) UnmarshalJSON(b []byte) error {
 // subscribeGateway makes this Notifier one of the gateways that turn messages
 // from other NATS clients into publishes and RPCs with the full rules.
 func (n *Notifier) subscribeGateway() error {
-	queue := n.subj.Prefix + ".gateway"
+	queue := n.subj.GatewayQueue()
 	for _, k := range []bus.Kind{bus.KindPub, bus.KindRPC} {
 		prefix := n.subj.Gateway(k)
 		cb := func(m *nats.Msg) { n.onGatewayPub(m, len(prefix)) }

@@ -335,11 +335,7 @@ func (c *rpcClient) send(buf, fb []byte, cl *call, i int, t *target) ([]byte, []
 	if ms < 1 {
 		ms = 1
 	}
-	b := append(buf[:0], n.subj.Prefix...)
-	b = append(b, ".node."...)
-	b = append(b, t.node...)
-	b = append(b, ".rpc."...)
-	b = bus.AppendAddr(b, cl.object, cl.cmd, cl.rid)
+	b := n.subj.AppendNodeData(buf[:0], t.node, bus.KindRPC, cl.object, cl.cmd, cl.rid)
 	end := len(b)
 	b = append(b, c.prefix...)
 	b = strconv.AppendUint(b, cl.id, 10)

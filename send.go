@@ -131,9 +131,7 @@ var errNoSlice = errors.New("notifier: no slice")
 
 // sendFan publishes on the shared fan-out subject of (object, cmd).
 func (n *Notifier) sendFan(b *sendBuf, flags byte, object, cmd string, id int64, body []byte) error {
-	b.subj = append(b.subj[:0], n.subj.Prefix...)
-	b.subj = append(b.subj, ".fan."...)
-	b.subj = bus.AppendAddr(b.subj, object, cmd, id)
+	b.subj = n.subj.AppendFan(b.subj[:0], object, cmd, id)
 	b.frame = frame.AppendFrame(b.frame[:0], frame.Frame{Flags: flags}, body)
 	if err := n.nc.Publish(unsafe.String(unsafe.SliceData(b.subj), len(b.subj)), b.frame); err != nil {
 		return fmt.Errorf("notifier: publish: %w", err)
@@ -150,11 +148,7 @@ func (n *Notifier) send(b *sendBuf, h route.Hop, base byte, object, cmd string, 
 		n.deliver(flags, slice, object, cmd, id, Args{data: data, json: flags&frame.FlagJSON != 0})
 		return nil
 	}
-	b.subj = append(b.subj[:0], n.subj.Prefix...)
-	b.subj = append(b.subj, ".node."...)
-	b.subj = append(b.subj, node...)
-	b.subj = append(b.subj, ".pub."...)
-	b.subj = bus.AppendAddr(b.subj, object, cmd, id)
+	b.subj = n.subj.AppendNodeData(b.subj[:0], node, bus.KindPub, object, cmd, id)
 	b.frame = frame.AppendFrame(b.frame[:0], frame.Frame{Flags: flags, Slice: slice}, body)
 	// nats.go copies the subject into its buffer before Publish returns, so a
 	// string over b.subj, which is reused only after that, is safe.

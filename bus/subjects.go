@@ -137,6 +137,10 @@ func (s Subjects) Fan() string { return s.Prefix + ".fan." }
 // "<prefix>.pub." or "<prefix>.rpc.".
 func (s Subjects) Gateway(k Kind) string { return s.Prefix + "." + k.String() + "." }
 
+// GatewayQueue is the queue group the Notifiers' gateway subscriptions share,
+// so one Notifier takes each gateway message.
+func (s Subjects) GatewayQueue() string { return s.Prefix + ".gateway" }
+
 // AppendAddr appends "<object>.<cmd>.<id>" to dst.
 func AppendAddr(dst []byte, object, cmd string, id int64) []byte {
 	dst = append(dst, object...)

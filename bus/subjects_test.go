@@ -210,6 +210,7 @@ func TestSubjectsLayout(t *testing.T) {
 		{Subjects{DefaultPrefix}.Gateway(KindPub), "notifier.pub."},
 		{Subjects{DefaultPrefix}.Gateway(KindRPC), "notifier.rpc."},
 		{Subjects{DefaultPrefix}.Fan(), "notifier.fan."},
+		{Subjects{DefaultPrefix}.GatewayQueue(), "notifier.gateway"},
 		{addr(Subjects{DefaultPrefix}.Gateway(KindPub)), "notifier.pub.obj.cmd.-7"},
 		{addr(Subjects{DefaultPrefix}.Gateway(KindRPC)), "notifier.rpc.obj.cmd.-7"},
 		{Subjects{DefaultPrefix}.NodeData("n1", KindPub), "notifier.node.n1.pub."},
