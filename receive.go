@@ -32,7 +32,7 @@ func (n *Notifier) localTargetsLocked(k bus.Kind, f frame.Frame, object, cmd str
 		bp := entryPool.Get().(*[]match.Entry[*localReg])
 		es, _ := n.local[k].Lookup(object, cmd, id, (*bp)[:0], nil)
 		for _, e := range es {
-			if k == bus.KindPub && e.Pattern == (match.Pattern{}) {
+			if k == bus.KindPub && route.Broadcast(e.Pattern) {
 				continue
 			}
 			full = append(full, e.Key)
@@ -322,26 +322,16 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 		n.dropped("closed", nil)
 		return
 	}
-	if flags&frame.FlagFull != 0 {
-		bp := entryPool.Get().(*[]match.Entry[*localReg])
-		full, _ := n.local[bus.KindPub].Lookup(object, cmd, id, (*bp)[:0], nil)
-		for _, e := range full {
-			// Broadcast registrations are reached on their own fan-out
-			// subscription (onFan), never here.
-			if !route.Broadcast(e.Pattern) {
-				n.push(e.Key, d)
-			}
-		}
-		clear(full)
-		*bp = full[:0]
-		entryPool.Put(bp)
+	var regsBuf [8]*localReg
+	full, r, gone := n.localTargetsLocked(bus.KindPub, frame.Frame{Flags: flags, Slice: slice}, object, cmd, id, regsBuf[:0])
+	for _, f := range full {
+		n.push(f, d)
 	}
-	if flags&frame.FlagSlice != 0 {
-		r := n.byID[slice]
-		if r == nil || r.key.kind != bus.KindPub || !r.slice || r.key.object != object || r.key.cmd != cmd || !r.key.pattern.Matches(id) {
-			n.reroute(flags, object, cmd, id, args)
-			return
-		}
+	if gone {
+		n.reroute(flags, object, cmd, id, args)
+		return
+	}
+	if r != nil {
 		d.forwarded = flags&frame.FlagForwarded != 0
 		n.push(r, d)
 	}
