@@ -164,6 +164,10 @@ func TestClusterNotifiers(t *testing.T) {
 		hosts[i] = newHostDialer()
 		nots[i] = connect(t, servers[i%3].URL(), notifier.WithLogger(slog.New(logs)),
 			notifier.WithCloseTimeout(time.Second), // bounds the Close of the two gone ones
+			// Joins and registrations wait for 99 peers under -race on a
+			// shared machine: room for a slow round (measured 50 to 170
+			// ms a Notifier); the detection bound below is unchanged.
+			notifier.WithSyncTimeout(5*time.Second), notifier.WithRegisterTimeout(20*time.Second),
 			notifier.WithNATSOptions(nats.IgnoreDiscoveredServers(), nats.SetCustomDialer(hosts[i])))
 		t.Cleanup(hosts[i].thaw) // before the Notifier's Close: a frozen one could not close
 		if got, want := nots[i].Conn().ConnectedUrl(), servers[i%3].URL(); got != want {
