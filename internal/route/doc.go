@@ -8,7 +8,7 @@
 // It imports no NATS and no clock and starts no goroutines: the caller looks
 // the registrations up (internal/directory, whose RegRef is [Ref]), turns
 // every [Hop] into a message on its own subject, and sends it. The library's
-// Publish (deliver.go) and RPC (rpc.go) both route through it; neither holds
+// Publish (send.go) and RPC (rpc_client.go) both route through it; neither holds
 // a routing loop of its own. The planner is tested on its own with table
 // rows, a fuzz test against a brute-force model and a statistical test of the
 // draw.
