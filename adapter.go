@@ -32,21 +32,12 @@ type Notifier struct {
 
 	closing atomic.Bool // set first by Close: API calls fail with ErrClosed
 
-	mu     sync.RWMutex // guards the fields below
-	closed bool         // no new handler goroutines may start
-	local  [2]*match.Table[*localReg]
-	byID   map[uint64]*localReg
-	byKey  map[regKey]*localReg
-	nextID uint64
-
-	subs []*nats.Subscription
-	sem  chan struct{} // RPC handler goroutines running, at most WithConcurrency
-	jobs chan rpcJob   // hands a call to an idle handler goroutine; unbuffered
-
-	stopWorkers chan struct{} // closed by Close once no call can arrive
-	wg          handlers
-	rpc         *rpcClient
-	svc         micro.Service // service discovery
+	registry                      // this Notifier's registrations, under registry.mu
+	subs     []*nats.Subscription // data and gateway subscriptions, under registry.mu; Close drains them
+	server   rpcServer            // the responder side
+	rpc      *rpcClient           // the caller side
+	wg       handlers             // goroutines running user code or draining queues
+	svc      micro.Service        // service discovery
 
 	stats counters
 }
@@ -128,23 +119,16 @@ func newNotifier(nc *nats.Conn, own bool, o options) (*Notifier, error) {
 		return nil, fmt.Errorf("%w: connection closed", ErrInvalidOption)
 	}
 	n := &Notifier{
-		nc:    nc,
-		own:   own,
-		o:     o,
-		log:   o.logger,
-		subj:  bus.Subjects{Prefix: o.prefix},
-		node:  newNodeID(),
-		rand:  randFunc(o.rand),
-		byID:  make(map[uint64]*localReg),
-		byKey: make(map[regKey]*localReg),
-		sem:   make(chan struct{}, o.concurrency),
-		jobs:  make(chan rpcJob),
-
-		stopWorkers: make(chan struct{}),
+		nc:     nc,
+		own:    own,
+		o:      o,
+		log:    o.logger,
+		subj:   bus.Subjects{Prefix: o.prefix},
+		node:   newNodeID(),
+		rand:   randFunc(o.rand),
+		server: newRPCServer(o.concurrency),
 	}
-	for k := range n.local {
-		n.local[k] = match.NewTable[*localReg]()
-	}
+	n.registry.init()
 	n.log = n.log.With("node", n.node)
 	// Data subscriptions come before the directory announces this node, so
 	// nothing routed here after the announcement is lost.
@@ -244,7 +228,7 @@ func (n *Notifier) Close() error {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
-	close(n.stopWorkers) // idle handler goroutines end; busy ones finish first
+	close(n.server.stopWorkers) // idle handler goroutines end; busy ones finish first
 	if err := n.wg.wait(deadline); err != nil {
 		errs = append(errs, fmt.Errorf("notifier: close: handlers still running: %w", err))
 	}

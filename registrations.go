@@ -1,14 +1,39 @@
 package notifier
 
 import (
+	"sync"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/natsnotifier/notifier/match"
 	"math"
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/directory"
 )
+
+// registry is the Notifier's own registrations: the local tables the
+// receiving side looks up, by kind, and the indexes by ID (the directory's
+// key) and by identity (regKey). mu also guards closed, which Close sets once
+// no handler goroutine may start any more.
+type registry struct {
+	mu     sync.RWMutex
+	closed bool
+	local  [2]*match.Table[*localReg]
+	byID   map[uint64]*localReg
+	byKey  map[regKey]*localReg
+	nextID uint64
+}
+
+// init makes the registry's tables.
+func (r *registry) init() {
+	r.byID = make(map[uint64]*localReg)
+	r.byKey = make(map[regKey]*localReg)
+	for k := range r.local {
+		r.local[k] = match.NewTable[*localReg]()
+	}
+}
 
 // regKey identifies a registration: registering the same key again replaces
 // the earlier mode (full or slice) and weight.

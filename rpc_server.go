@@ -63,6 +63,18 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 	}
 }
 
+// rpcServer is the responder side's state: the bound on handlers running at
+// once and the hand-off of calls to idle handler goroutines.
+type rpcServer struct {
+	sem         chan struct{} // RPC handler goroutines running, at most WithConcurrency
+	jobs        chan rpcJob   // hands a call to an idle handler goroutine; unbuffered
+	stopWorkers chan struct{} // closed by Close once no call can arrive
+}
+
+func newRPCServer(concurrency int) rpcServer {
+	return rpcServer{sem: make(chan struct{}, concurrency), jobs: make(chan rpcJob), stopWorkers: make(chan struct{})}
+}
+
 // rpcJob is one handler call to make.
 type rpcJob struct {
 	r           *localReg
@@ -85,15 +97,15 @@ const workerIdle = 100 * time.Millisecond
 // subscription's callback, while the Notifier is not closed.
 func (n *Notifier) dispatch(j rpcJob) {
 	select {
-	case n.jobs <- j:
+	case n.server.jobs <- j:
 		return
 	default:
 	}
 	select {
-	case n.sem <- struct{}{}:
+	case n.server.sem <- struct{}{}:
 		n.wg.Add(1)
 		go n.worker(j)
-	case n.jobs <- j:
+	case n.server.jobs <- j:
 	}
 }
 
@@ -101,7 +113,7 @@ func (n *Notifier) dispatch(j rpcJob) {
 // Notifier closes.
 func (n *Notifier) worker(j rpcJob) {
 	defer func() {
-		<-n.sem
+		<-n.server.sem
 		n.wg.Done()
 	}()
 	idle := time.NewTimer(workerIdle)
@@ -110,10 +122,10 @@ func (n *Notifier) worker(j rpcJob) {
 		n.serve(j)
 		idle.Reset(workerIdle)
 		select {
-		case j = <-n.jobs:
+		case j = <-n.server.jobs:
 		case <-idle.C:
 			return
-		case <-n.stopWorkers:
+		case <-n.server.stopWorkers:
 			return
 		}
 	}
