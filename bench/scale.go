@@ -53,6 +53,13 @@ func settledHeap() uint64 {
 	}
 }
 
+func batchText(b bool) string {
+	if b {
+		return " (one Batch per Notifier, -scale-setup-batch)"
+	}
+	return " (one call each)"
+}
+
 func parText(par, nodes int) string {
 	if par >= nodes {
 		return "all Notifiers at once (-scale-par 0)"
@@ -83,6 +90,21 @@ func scaleReg(n *notifier.Notifier, i, k int, sub notifier.Subscriber, resp noti
 		return n.RPCRegister(object, notifier.Exact(id), cmd, resp)
 	}
 	return n.Subscribe(object, notifier.Exact(id), cmd, sub)
+}
+
+// scaleBatchReg adds registration k of node i, as scaleReg makes it, to b.
+func scaleBatchReg(b *notifier.Batch, i, k int, sub notifier.Subscriber, resp notifier.Responder) {
+	object := fmt.Sprintf("obj%d", k%5)
+	cmd := fmt.Sprintf("cmd%d", k%3)
+	id := int64(i)*100_000 + int64(k)
+	switch k % 10 {
+	case 8:
+		b.Slice(object, notifier.Match{Mask: 0xff, Value: int64(k) & 0xff}, cmd, sub, 1)
+	case 9:
+		b.RPCRegister(object, notifier.Exact(id), cmd, resp)
+	default:
+		b.Subscribe(object, notifier.Exact(id), cmd, sub)
+	}
 }
 
 func runScale(e *env) ([]Row, error) {
@@ -187,6 +209,18 @@ func runScale(e *env) ([]Row, error) {
 			slots <- struct{}{}
 			defer func() { <-slots }()
 			sub, resp := &countSub{s: &sink{}}, &echoResponder{}
+			if e.cfg.setupBatch {
+				b := n.Batch()
+				for k := range regs {
+					scaleBatchReg(b, i, k, sub, resp)
+				}
+				if err := b.Commit(); err != nil {
+					errs[i] = fmt.Errorf("node %d batch of %d registrations: %w", i, regs, err)
+					return
+				}
+				regsOK.Add(int64(regs))
+				return
+			}
 			for k := range regs {
 				if err := scaleReg(n, i, k, sub, resp); err != nil {
 					errs[i] = fmt.Errorf("node %d registration %d: %w", i, k, err)
@@ -287,10 +321,10 @@ func runScale(e *env) ([]Row, error) {
 	}
 	setupRow.Notifier, setupRow.Raw, setupRow.Ratio = fmtDur(connectDur+regDur), "–", "–"
 	setupRow.Notes = fmt.Sprintf("%d Connects (%d at a time, -scale-connect-par) %s (median %s, last %s; %s allocated; empty Notifier %s heap each); "+
-		"%d×%d registrations, %s, %s (%.0f registrations/s, each confirmed by %d peers; %s allocated)",
+		"%d×%d registrations%s, %s, %s (%.0f registrations/s, each confirmed by %d peers; %s allocated)",
 		nodes, cpar, fmtDur(connectDur), fmtDur(time.Duration(median(joins))), fmtDur(time.Duration(joins[len(joins)-1])),
 		fmtBytes(float64(a1-a0)), fmtBytes((float64(h1)-float64(h0))/float64(nodes)),
-		nodes, regs, parText(par, nodes), fmtDur(regDur), float64(total)/regDur.Seconds(), nodes-1, fmtBytes(float64(a2-a1)))
+		nodes, regs, batchText(e.cfg.setupBatch), parText(par, nodes), fmtDur(regDur), float64(total)/regDur.Seconds(), nodes-1, fmtBytes(float64(a2-a1)))
 	setupRow.Notes += fmt.Sprintf("; peak live heap %s", fmtBytes(float64(guard.peak.Load())))
 	_ = j.Close() // with goodbye
 	if got := waitPeersExact(ns, nodes-1, time.Now().Add(e.cfg.timeout)); got < nodes {
