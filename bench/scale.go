@@ -176,6 +176,11 @@ func runScale(e *env) ([]Row, error) {
 			joins = append(joins, float64(d))
 			joinsMu.Unlock()
 			mu.Lock()
+			if guard.tripped.Load() { // abort has closed ns already
+				mu.Unlock()
+				_ = n.Close()
+				return
+			}
 			ns = append(ns, n)
 			mu.Unlock()
 			if (i+1)%max(nodes/8, 1) == 0 {
