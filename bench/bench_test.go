@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -60,10 +61,55 @@ func TestHarnessShort(t *testing.T) {
 	if !idle {
 		t.Error("no idle-traffic scale row")
 	}
-	want := map[string]int{"pub1": 1, "fanout": 1, "slice": 1, "rpc": 2, "rpc8": 1, "allocs": 11, "scale": 4, "big": 3}
+	checkScaleRows(t, cfg, rows)
+	want := map[string]int{"pub1": 1, "fanout": 1, "slice": 1, "rpc": 2, "rpc8": 1, "allocs": 11, "scale": 10, "big": 3}
 	for _, k := range rowKeys() {
 		if seen[k] != want[k] {
 			t.Errorf("scenario %s: %d rows, want %d", k, seen[k], want[k])
+		}
+	}
+}
+
+// checkScaleRows checks the registration-rate, crash and restart rows: each
+// is present, measured (no error) and within bounds that only a broken
+// measurement leaves (they are not speed targets).
+func checkScaleRows(t *testing.T, cfg config, rows []Row) {
+	t.Helper()
+	find := func(part string) (Row, bool) {
+		for _, r := range rows {
+			if r.Key == "scale" && strings.Contains(r.Name, part) {
+				return r, true
+			}
+		}
+		t.Errorf("no scale row %q", part)
+		return Row{}, false
+	}
+	bound := cfg.timeout.Seconds()
+	for _, part := range []string{"one sequential Subscribe", "registrations from 10 goroutines", "registrations in one Batch().Commit()"} {
+		if r, ok := find(part); ok && (r.Err != nil || r.NotifierVal <= 0 || r.NotifierVal >= bound) {
+			t.Errorf("%s: %v s (err %v), want in (0, %v s)", r.Name, r.NotifierVal, r.Err, bound)
+		}
+	}
+	// Crash rows: every peer dropped the victim (no "NEVER"), after it
+	// failed (> 0) and before the round's bound; the median is at most the max.
+	for _, part := range []string{"connection closed without goodbye", "frozen"} {
+		r, ok := find(part)
+		if !ok {
+			continue
+		}
+		if r.Err != nil || strings.Contains(r.Notes, "NEVER") || r.NotifierVal <= 0 || r.RatioVal >= bound || r.NotifierVal > r.RatioVal {
+			t.Errorf("%s: median %v s, max %v s, err %v, notes %q", r.Name, r.NotifierVal, r.RatioVal, r.Err, r.Notes)
+		}
+	}
+	// A frozen peer answers no probe: at least one unanswered probe
+	// (Expiry/2 = 0.5 s by default) passes before anyone drops it.
+	if r, ok := find("frozen"); ok && r.NotifierVal < 0.25 {
+		t.Errorf("%s: dropped after %v s, before any probe could time out", r.Name, r.NotifierVal)
+	}
+	if r, ok := find("server restart"); ok {
+		want := fmt.Sprintf("%d/%d sampled registrations", min(cfg.scaleNodes, restartSample), min(cfg.scaleNodes, restartSample))
+		if r.Err != nil || strings.Contains(r.Notes, "NOT RECOVERED") || !strings.Contains(r.Notes, want) || r.NotifierVal <= 0 || r.NotifierVal >= bound {
+			t.Errorf("%s: %v s, err %v, notes %q (want %q)", r.Name, r.NotifierVal, r.Err, r.Notes, want)
 		}
 	}
 }
@@ -214,8 +260,8 @@ func BenchmarkScale(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(rows[0].NotifierVal, "join-s")
-		b.ReportMetric(rows[1].NotifierVal, "B/dir-entry")
+		b.ReportMetric(rows[1].NotifierVal, "join-s")
+		b.ReportMetric(rows[2].NotifierVal, "B/dir-entry")
 	}
 }
 

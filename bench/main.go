@@ -25,6 +25,8 @@ type config struct {
 	scaleRegs  int           // registrations per Notifier in the scale row
 	bigRegs    int           // registrations of the one Notifier in the big row
 	scalePar   int           // Notifiers registering at once in the scale row; 0 = all
+	connectPar int           // Connects at once while building the scale bus
+	setupBatch bool          // the scale bus's registrations in one Batch per Notifier
 	maxHeap    uint64        // live heap (as of the last GC) at which the scale row aborts
 	timeout    time.Duration // bound of one measured round
 	verbose    bool          // library warnings to stderr
@@ -43,6 +45,7 @@ func defaultConfig() config {
 		scaleRegs:  50,
 		bigRegs:    100_000,
 		scalePar:   10,
+		connectPar: 1,
 		maxHeap:    2560 << 20,
 		timeout:    60 * time.Second,
 	}
@@ -81,6 +84,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	regs := fs.Int("scale-regs", 0, fmt.Sprintf("registrations per Notifier in the scale row (default %d, -short %d)", d.scaleRegs, s.scaleRegs))
 	big := fs.Int("big-regs", 0, fmt.Sprintf("registrations of the one Notifier in the big row (default %d, -short %d)", d.bigRegs, s.bigRegs))
 	par := fs.Int("scale-par", d.scalePar, "Notifiers registering at once in the scale row; 0 means all at once")
+	cpar := fs.Int("scale-connect-par", d.connectPar, "Notifiers connecting at once while building the scale bus (1: sequential; 8 builds N=400 and 1000 in bounded time)")
+	setupBatch := fs.Bool("scale-setup-batch", false, "register each scale-bus Notifier's registrations in one Batch (default: one call each)")
 	maxHeap := fs.Uint64("max-heap-mib", 0, "live heap (MiB, as of the last GC) at which the scale row aborts, protecting the machine (default 2560)")
 	timeout := fs.Duration("timeout", 0, "bound of one measured round (default 60s, -short 30s)")
 	verbose := fs.Bool("v", false, "log the library's warnings (drops, timeouts) to stderr")
@@ -110,6 +115,11 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	setPos(&c.scaleRegs, *regs)
 	setPos(&c.bigRegs, *big)
 	c.scalePar = *par
+	if *cpar < 1 {
+		return config{}, fmt.Errorf("-scale-connect-par %d: want at least 1", *cpar)
+	}
+	c.connectPar = *cpar
+	c.setupBatch = *setupBatch
 	if *maxHeap > 0 {
 		c.maxHeap = *maxHeap << 20
 	}

@@ -53,6 +53,13 @@ func settledHeap() uint64 {
 	}
 }
 
+func batchText(b bool) string {
+	if b {
+		return " (one Batch per Notifier, -scale-setup-batch)"
+	}
+	return " (one call each)"
+}
+
 func parText(par, nodes int) string {
 	if par >= nodes {
 		return "all Notifiers at once (-scale-par 0)"
@@ -83,6 +90,21 @@ func scaleReg(n *notifier.Notifier, i, k int, sub notifier.Subscriber, resp noti
 		return n.RPCRegister(object, notifier.Exact(id), cmd, resp)
 	}
 	return n.Subscribe(object, notifier.Exact(id), cmd, sub)
+}
+
+// scaleBatchReg adds registration k of node i, as scaleReg makes it, to b.
+func scaleBatchReg(b *notifier.Batch, i, k int, sub notifier.Subscriber, resp notifier.Responder) {
+	object := fmt.Sprintf("obj%d", k%5)
+	cmd := fmt.Sprintf("cmd%d", k%3)
+	id := int64(i)*100_000 + int64(k)
+	switch k % 10 {
+	case 8:
+		b.Slice(object, notifier.Match{Mask: 0xff, Value: int64(k) & 0xff}, cmd, sub, 1)
+	case 9:
+		b.RPCRegister(object, notifier.Exact(id), cmd, resp)
+	default:
+		b.Subscribe(object, notifier.Exact(id), cmd, sub)
+	}
 }
 
 func runScale(e *env) ([]Row, error) {
@@ -119,22 +141,59 @@ func runScale(e *env) ([]Row, error) {
 		return nil
 	}
 	joins := make([]float64, 0, nodes)
+	cpar := max(e.cfg.connectPar, 1)
+	cslots := make(chan struct{}, cpar) // Connects at once
+	var (
+		cwg     sync.WaitGroup
+		cerrMu  sync.Mutex
+		cerr    error
+		joinsMu sync.Mutex
+	)
 	for i := range nodes {
 		if err := tripped(); err != nil {
+			cwg.Wait()
 			return nil, err
 		}
-		t := time.Now()
-		n, err := e.connectNotifier(prefix, setup)
-		if err != nil {
-			return nil, fmt.Errorf("setup node %d: %w", i, err)
+		cerrMu.Lock()
+		failed := cerr != nil
+		cerrMu.Unlock()
+		if failed {
+			break
 		}
-		joins = append(joins, float64(time.Since(t)))
-		mu.Lock()
-		ns = append(ns, n)
-		mu.Unlock()
-		if (i+1)%max(nodes/8, 1) == 0 {
-			e.logf("  node %d joined in %v", i+1, time.Since(t).Round(time.Microsecond))
-		}
+		cslots <- struct{}{}
+		cwg.Go(func() {
+			defer func() { <-cslots }()
+			t := time.Now()
+			n, err := e.connectNotifier(prefix, setup, fastReconnect)
+			if err != nil {
+				cerrMu.Lock()
+				cerr = errors.Join(cerr, fmt.Errorf("setup node %d: %w", i, err))
+				cerrMu.Unlock()
+				return
+			}
+			d := time.Since(t)
+			joinsMu.Lock()
+			joins = append(joins, float64(d))
+			joinsMu.Unlock()
+			mu.Lock()
+			if guard.tripped.Load() { // abort has closed ns already
+				mu.Unlock()
+				_ = n.Close()
+				return
+			}
+			ns = append(ns, n)
+			mu.Unlock()
+			if (i+1)%max(nodes/8, 1) == 0 {
+				e.logf("  node %d joined in %v", i+1, d.Round(time.Microsecond))
+			}
+		})
+	}
+	cwg.Wait()
+	if err := tripped(); err != nil {
+		return nil, err
+	}
+	if cerr != nil {
+		return nil, cerr
 	}
 	connectDur := time.Since(t0)
 	a1 := totalAlloc()
@@ -149,11 +208,24 @@ func runScale(e *env) ([]Row, error) {
 		par = nodes
 	}
 	slots := make(chan struct{}, par) // Notifiers registering at once
+	restartSink := &idSink{}
 	for i, n := range ns {
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
 			sub, resp := &countSub{s: &sink{}}, &echoResponder{}
+			if e.cfg.setupBatch {
+				b := n.Batch()
+				for k := range regs {
+					scaleBatchReg(b, i, k, sub, resp)
+				}
+				if err := b.Commit(); err != nil {
+					errs[i] = fmt.Errorf("node %d batch of %d registrations: %w", i, regs, err)
+					return
+				}
+				regsOK.Add(int64(regs))
+				return
+			}
 			for k := range regs {
 				if err := scaleReg(n, i, k, sub, resp); err != nil {
 					errs[i] = fmt.Errorf("node %d registration %d: %w", i, k, err)
@@ -178,6 +250,13 @@ func runScale(e *env) ([]Row, error) {
 	perEntry := delta / float64(total*nodes)
 	e.logf("  %d×%d registrations in %v (heap +%s, %.0f B per directory entry)", nodes, regs, regDur.Round(time.Millisecond), fmtBytes(delta), perEntry)
 
+	// The restart row's targets, after the heap is measured: node i
+	// receives one publish from node i-1.
+	for i, n := range ns[:min(nodes, restartSample+1)] {
+		if err := n.Subscribe("restart", notifier.Exact(int64(i)), "c", restartSink); err != nil {
+			return nil, fmt.Errorf("node %d restart registration: %w", i, err)
+		}
+	}
 	idle := idleRow(e, ns, regs)
 	e.logf("  idle: %s msgs/s in+out (%s)", idle.Notifier, idle.Notes)
 
@@ -246,11 +325,24 @@ func runScale(e *env) ([]Row, error) {
 		NotifierVal: (connectDur + regDur).Seconds(), RatioVal: (connectDur + regDur).Seconds(),
 	}
 	setupRow.Notifier, setupRow.Raw, setupRow.Ratio = fmtDur(connectDur+regDur), "–", "–"
-	setupRow.Notes = fmt.Sprintf("%d sequential Connects %s (median %s, last %s; %s allocated; empty Notifier %s heap each); "+
-		"%d×%d registrations, %s, %s (%.0f registrations/s, each confirmed by %d peers; %s allocated)",
-		nodes, fmtDur(connectDur), fmtDur(time.Duration(median(joins))), fmtDur(time.Duration(joins[len(joins)-1])),
+	setupRow.Notes = fmt.Sprintf("%d Connects (%d at a time, -scale-connect-par) %s (median %s, last %s; %s allocated; empty Notifier %s heap each); "+
+		"%d×%d registrations%s, %s, %s (%.0f registrations/s, each confirmed by %d peers; %s allocated)",
+		nodes, cpar, fmtDur(connectDur), fmtDur(time.Duration(median(joins))), fmtDur(time.Duration(joins[len(joins)-1])),
 		fmtBytes(float64(a1-a0)), fmtBytes((float64(h1)-float64(h0))/float64(nodes)),
-		nodes, regs, parText(par, nodes), fmtDur(regDur), float64(total)/regDur.Seconds(), nodes-1, fmtBytes(float64(a2-a1)))
+		nodes, regs, batchText(e.cfg.setupBatch), parText(par, nodes), fmtDur(regDur), float64(total)/regDur.Seconds(), nodes-1, fmtBytes(float64(a2-a1)))
 	setupRow.Notes += fmt.Sprintf("; peak live heap %s", fmtBytes(float64(guard.peak.Load())))
-	return []Row{idle, join, mem, setupRow}, nil
+	_ = j.Close() // with goodbye
+	if got := waitPeersExact(ns, nodes-1, time.Now().Add(e.cfg.timeout)); got < nodes {
+		return nil, fmt.Errorf("after the joiner left, only %d/%d Notifiers knew exactly %d peers", got, nodes, nodes-1)
+	}
+	rows := []Row{idle, join, mem, setupRow}
+	rates, err := regRateRows(e, ns, prefix)
+	if err != nil {
+		rows = append(rows, Row{Key: "scale", Name: fmt.Sprintf("scale %d: registration rates", nodes), Err: err})
+	} else {
+		rows = append(rows, rates...)
+	}
+	rows = append(rows, crashRows(e, ns, prefix)...)
+	rows = append(rows, restartRow(e, ns, restartSink))
+	return rows, nil
 }
