@@ -2,6 +2,7 @@ package notifier_test
 
 import (
 	"errors"
+	"github.com/natsnotifier/notifier/internal/leaktest"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -401,8 +402,8 @@ func TestCloseTimeoutLeavesNoGoroutine(t *testing.T) {
 	if err := n.Close(); err == nil {
 		t.Fatal("Close returned nil with a handler still running past WithCloseTimeout")
 	}
-	if left := libGoroutines(); len(left) != 1 || !strings.Contains(left[0], "blockingSub") {
-		t.Fatalf("after a timed-out Close want only the blocked handler left, got %d goroutines:\n\n%s", len(left), strings.Join(left, "\n\n"))
+	if left := leaktest.Running(libGoroutines...); len(left) != 1 || !strings.Contains(left[0].Stack, "blockingSub") {
+		t.Fatalf("after a timed-out Close want only the blocked handler left, got %s", leaktest.Report(left, 0))
 	}
 	close(sub.release)
 	checkNoLeaks(t)

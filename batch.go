@@ -5,7 +5,6 @@ import (
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/directory"
-	"github.com/natsnotifier/notifier/match"
 )
 
 // Batch collects registrations to add together. Commit makes them all in
@@ -123,38 +122,4 @@ func (b *Batch) Commit() error {
 	p := n.dir.Announce(puts, nil)
 	n.mu.Unlock()
 	return n.wait(p)
-}
-
-// registerLocked adds or replaces one registration in this Notifier,
-// without announcing it: the caller announces the returned directory.Reg when
-// changed is true. Arguments are validated by the caller. Called with n.mu
-// locked, while the Notifier is not closing.
-func (n *Notifier) registerLocked(kind bus.Kind, object string, id Match, cmd string, dest any, slice bool, weight float64) (w directory.Reg, changed bool, err error) {
-	key := regKey{kind: kind, object: object, cmd: cmd, pattern: id, dest: dest}
-	r := n.byKey[key]
-	if r != nil && r.slice == slice && r.weight == weight {
-		return directory.Reg{}, false, nil // already registered just so
-	}
-	isNew := r == nil
-	if isNew {
-		n.nextID++
-		r = &localReg{id: n.nextID, key: key, queueSize: n.o.queueSize}
-		if kind == bus.KindRPC {
-			r.resp = dest.(Responder)
-		} else {
-			r.sub = dest.(Subscriber)
-		}
-	}
-	r.slice, r.weight = slice, weight
-	// Subscribed before the registration is announced, so the subscription
-	// reaches every server before any peer routes to it.
-	if err := n.syncFanLocked(r); err != nil {
-		return directory.Reg{}, false, err
-	}
-	if isNew {
-		n.byKey[key] = r
-		n.byID[r.id] = r
-	}
-	n.local[kind].Put(match.Entry[*localReg]{Object: object, Cmd: cmd, Pattern: id.pattern(), Slice: slice, Weight: weight, Key: r})
-	return r.wire(), true, nil
 }

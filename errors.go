@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/natsnotifier/notifier/internal/wire"
 )
 
 // Errors returned by the Notifier. Dynamic cases wrap them with %w; test them
@@ -72,4 +76,27 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("notifier: remote error %d: %s", e.Code, e.Message)
+}
+
+// errNoSlice: a re-route found no slice to draw.
+var errNoSlice = errors.New("notifier: no slice")
+
+// remoteErrorWire is RemoteError on the wire.
+type remoteErrorWire struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Code     int
+	Message  string
+}
+
+func decodeRemoteError(b []byte) *RemoteError {
+	var w remoteErrorWire
+	if err := wire.Unmarshal(b, &w); err != nil {
+		return &RemoteError{Code: CodeInternal, Message: "undecodable remote error"}
+	}
+	return &RemoteError{Code: w.Code, Message: w.Message}
+}
+
+func encodeRemoteError(e *RemoteError) []byte {
+	b, _ := msgpack.Marshal(&remoteErrorWire{Code: e.Code, Message: e.Message})
+	return b
 }

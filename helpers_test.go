@@ -1,9 +1,7 @@
 package notifier_test
 
 import (
-	"bufio"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,14 +140,16 @@ func connect(t testing.TB, url string, opts ...notifier.Option) *notifier.Notifi
 	return n
 }
 
-// libFrames are the function-name prefixes of the library's packages. A
-// frame "github.com/natsnotifier/notifier_test.TestX" (the tests) does not
-// match them.
-var libFrames = []string{
-	"github.com/natsnotifier/notifier.",
-	"github.com/natsnotifier/notifier/bus.",
-	"github.com/natsnotifier/notifier/internal/",
-	"github.com/natsnotifier/notifier/match.",
+// libGoroutines are the goroutines running code of the library (the
+// "created by" line aside) that the tests did not start themselves.
+var libGoroutines = []leaktest.Option{
+	leaktest.Only(
+		"github.com/natsnotifier/notifier.",
+		"github.com/natsnotifier/notifier/bus.",
+		"github.com/natsnotifier/notifier/internal/",
+		"github.com/natsnotifier/notifier/match.",
+	),
+	leaktest.NotCreatedBy("testing.", "github.com/natsnotifier/notifier_test."),
 }
 
 // checkNoLeaks fails t unless, within a few seconds, no goroutine runs code
@@ -157,49 +157,9 @@ var libFrames = []string{
 // every Notifier of the test is closed; do not use it in parallel tests.
 func checkNoLeaks(t testing.TB) {
 	t.Helper()
-	var leaked []string
-	ok := poll(5*time.Second, func() bool {
-		leaked = libGoroutines()
-		return len(leaked) == 0
-	})
-	if !ok {
-		t.Fatalf("%d goroutines of the library still running:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+	if left := leaktest.None(libGoroutines...); len(left) > 0 {
+		t.Fatalf("goroutines of the library: %s", leaktest.Report(left, leaktest.DefaultTimeout))
 	}
-}
-
-// libGoroutines returns the stacks of the goroutines that have a frame of
-// the library and were not started by a test or the testing package.
-func libGoroutines() []string {
-	var leaked []string
-	for _, g := range leaktest.All() {
-		if isLibGoroutine(g.Stack) {
-			leaked = append(leaked, g.Stack)
-		}
-	}
-	return leaked
-}
-
-func isLibGoroutine(stack string) bool {
-	lib := false
-	sc := bufio.NewScanner(strings.NewReader(stack))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "\t") || strings.HasPrefix(line, "goroutine ") {
-			continue // file:line, or the header
-		}
-		if creator, ok := strings.CutPrefix(line, "created by "); ok {
-			if strings.HasPrefix(creator, "testing.") || strings.HasPrefix(creator, "github.com/natsnotifier/notifier_test.") {
-				return false // the test's own goroutine
-			}
-		}
-		for _, p := range libFrames {
-			if strings.Contains(line, p) {
-				lib = true
-			}
-		}
-	}
-	return lib
 }
 
 // fmtIDs renders ids for failure messages, shortening long lists.

@@ -4,78 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
-	"github.com/natsnotifier/notifier/internal/directory"
 	"github.com/natsnotifier/notifier/internal/frame"
-	"github.com/natsnotifier/notifier/internal/route"
-	"github.com/natsnotifier/notifier/match"
 )
-
-// localTargetsLocked is the receiving side's one lookup, for notifications
-// and RPCs alike: the registrations of kind on this Notifier that a routed
-// message with frame f for (object, cmd, id) is for. With FlagFull, the
-// matching full registrations are appended to dst; for notifications those
-// for all ids (Match{}) are left out, since they are reached on the fan-out
-// subject instead. With FlagSlice, slice is the drawn slice registration, or
-// gone is true if it left (or never matched) before the message arrived.
-// Called with n.mu read-locked.
-func (n *Notifier) localTargetsLocked(k bus.Kind, f frame.Frame, object, cmd string, id int64, dst []*localReg) (full []*localReg, slice *localReg, gone bool) {
-	full = dst
-	if f.Flags&frame.FlagFull != 0 {
-		bp := entryPool.Get().(*[]match.Entry[*localReg])
-		es, _ := n.local[k].Lookup(object, cmd, id, (*bp)[:0], nil)
-		for _, e := range es {
-			if k == bus.KindPub && route.Broadcast(e.Pattern) {
-				continue
-			}
-			full = append(full, e.Key)
-		}
-		clear(es)
-		*bp = es[:0]
-		entryPool.Put(bp)
-	}
-	if f.Flags&frame.FlagSlice != 0 {
-		r := n.byID[f.Slice]
-		if r == nil || r.key.kind != k || !r.slice || r.key.object != object || r.key.cmd != cmd || !r.key.pattern.Matches(id) {
-			return full, nil, true
-		}
-		slice = r
-	}
-	return full, slice, false
-}
-
-// localReg is one registration of this Notifier, with its delivery queue.
-type localReg struct {
-	id        uint64
-	key       regKey
-	slice     bool    // guarded by Notifier.mu
-	weight    float64 // guarded by Notifier.mu
-	sub       Subscriber
-	resp      Responder
-	queueSize int
-
-	removed      atomic.Bool
-	removedSlice bool               // a slice when removed; written before removed is set
-	fan          *nats.Subscription // a broadcast registration's own fan-out subscription; guarded by Notifier.mu
-
-	mu      sync.Mutex // guards the queue
-	queue   []delivery // FIFO, at most queueSize waiting
-	spare   []delivery // an empty buffer to swap in when a batch is taken
-	running bool       // a drain goroutine owns the queue
-
-	// inflight counts the notifications of the batch being delivered that
-	// are not done yet: with the queue, they make the bound of WithQueueSize.
-	inflight atomic.Int32
-	// bytes is the memory the queue and the batch hold, at most maxQueueBytes.
-	bytes atomic.Int64
-}
 
 // maxQueueBytes bounds the payload bytes waiting for one registration, as
 // nats.go's default pending limit bounds a subscription's.
@@ -89,20 +25,6 @@ type delivery struct {
 	id          int64
 	args        Args
 	forwarded   bool // a slice notification drawn again once already
-}
-
-func (r *localReg) wire() directory.Reg {
-	return directory.Reg{
-		ID: r.id, Kind: r.key.kind, Object: r.key.object, Cmd: r.key.cmd,
-		Mask: r.key.pattern.Mask, Value: r.key.pattern.Value,
-		Slice: r.slice, Weight: r.weight,
-	}
-}
-
-// broadcast reports whether r is reached through the fan-out subject.
-// Called with Notifier.mu held.
-func (r *localReg) broadcast() bool {
-	return r.key.kind == bus.KindPub && !r.slice && route.Broadcast(r.key.pattern.pattern())
 }
 
 // remove marks r removed and returns the notifications still queued.
@@ -305,12 +227,6 @@ func (n *Notifier) onPub(m *nats.Msg, skip int) {
 	n.deliver(f.Flags, f.Slice, object, cmd, id, args)
 }
 
-// entryPool holds lookup buffers; a lookup result is short-lived.
-var entryPool = sync.Pool{New: func() any {
-	s := make([]match.Entry[*localReg], 0, 16)
-	return &s
-}}
-
 // deliver queues a notification for this Notifier's matching full
 // registrations (FlagFull) and for the slice registration with ID slice
 // (FlagSlice).
@@ -323,7 +239,7 @@ func (n *Notifier) deliver(flags byte, slice uint64, object, cmd string, id int6
 		return
 	}
 	var regsBuf [8]*localReg
-	full, r, gone := n.localTargetsLocked(bus.KindPub, frame.Frame{Flags: flags, Slice: slice}, object, cmd, id, regsBuf[:0])
+	full, r, gone := n.registry.lookupLocked(bus.KindPub, frame.Frame{Flags: flags, Slice: slice}, object, cmd, id, regsBuf[:0])
 	for _, f := range full {
 		n.push(f, d)
 	}

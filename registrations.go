@@ -1,66 +1,13 @@
 package notifier
 
 import (
-	"sync"
-
 	"context"
 	"errors"
 	"fmt"
-	"github.com/natsnotifier/notifier/match"
-	"math"
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/directory"
 )
-
-// registry is the Notifier's own registrations: the local tables the
-// receiving side looks up, by kind, and the indexes by ID (the directory's
-// key) and by identity (regKey). mu also guards closed, which Close sets once
-// no handler goroutine may start any more.
-type registry struct {
-	mu     sync.RWMutex
-	closed bool
-	local  [2]*match.Table[*localReg]
-	byID   map[uint64]*localReg
-	byKey  map[regKey]*localReg
-	nextID uint64
-}
-
-// init makes the registry's tables.
-func (r *registry) init() {
-	r.byID = make(map[uint64]*localReg)
-	r.byKey = make(map[regKey]*localReg)
-	for k := range r.local {
-		r.local[k] = match.NewTable[*localReg]()
-	}
-}
-
-// regKey identifies a registration: registering the same key again replaces
-// the earlier mode (full or slice) and weight.
-type regKey struct {
-	kind    bus.Kind
-	object  string
-	cmd     string
-	pattern Match
-	dest    any
-}
-
-func checkNames(object, cmd string) error {
-	if !bus.ValidName(object) {
-		return fmt.Errorf("%w: object %q", ErrInvalidName, object)
-	}
-	if !bus.ValidName(cmd) {
-		return fmt.Errorf("%w: cmd %q", ErrInvalidName, cmd)
-	}
-	return nil
-}
-
-func checkWeight(w float64) error {
-	if math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
-		return fmt.Errorf("%w: %v", ErrInvalidWeight, w)
-	}
-	return nil
-}
 
 // register adds or replaces a registration and waits until the bus knows it.
 func (n *Notifier) register(kind bus.Kind, object string, id Match, cmd string, dest any, slice bool, weight float64) error {
@@ -157,9 +104,7 @@ func (n *Notifier) removeLocked(r *localReg) {
 	slice := r.slice
 	r.slice = true // no longer reached by the fan-out subject
 	_ = n.syncFanLocked(r)
-	delete(n.byKey, r.key)
-	delete(n.byID, r.id)
-	n.local[r.key.kind].Delete(r)
+	n.registry.deleteLocked(r)
 	n.orphaned(r, r.remove(slice), n.closed)
 }
 
@@ -214,4 +159,24 @@ func (n *Notifier) RPCUnregister(object string, id Match, cmd string, dest Respo
 // a no-op.
 func (n *Notifier) RPCUnregisterAll(dest Responder) error {
 	return n.unregisterAll(bus.KindRPC, dest)
+}
+
+// registerLocked adds or replaces one registration in this Notifier,
+// without announcing it: the caller announces the returned directory.Reg when
+// changed is true. Arguments are validated by the caller. Called with n.mu
+// locked, while the Notifier is not closing.
+func (n *Notifier) registerLocked(kind bus.Kind, object string, id Match, cmd string, dest any, slice bool, weight float64) (w directory.Reg, changed bool, err error) {
+	key := regKey{kind: kind, object: object, cmd: cmd, pattern: id, dest: dest}
+	r, isNew := n.registry.getLocked(key, n.o.queueSize)
+	if !isNew && r.slice == slice && r.weight == weight {
+		return directory.Reg{}, false, nil // already registered just so
+	}
+	r.slice, r.weight = slice, weight
+	// Subscribed before the registration is announced, so the subscription
+	// reaches every server before any peer routes to it.
+	if err := n.syncFanLocked(r); err != nil {
+		return directory.Reg{}, false, err
+	}
+	n.registry.putLocked(r)
+	return r.wire(), true, nil
 }

@@ -12,12 +12,10 @@ import (
 	"unsafe"
 
 	"github.com/nats-io/nats.go"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/internal/route"
-	"github.com/natsnotifier/notifier/internal/wire"
 )
 
 // rpcClient gathers the replies of this Notifier's RPCs on one wildcard inbox
@@ -229,16 +227,9 @@ func (n *Notifier) deadline(ctx context.Context) time.Time {
 // deadline, or until ctx ends.
 func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, id int64, cmd string, body []byte, isJSON bool) ([]Result, error) {
 	n := c.n
-	b := sendBufs.Get().(*sendBuf)
-	full, slices := n.dir.Lookup(bus.KindRPC, object, cmd, id, b.full[:0], b.slices[:0])
-	var hops []route.Hop
-	defer func() {
-		clear(full)
-		clear(slices)
-		clear(hops)
-		b.full, b.slices, b.hops = full[:0], slices[:0], hops[:0]
-		sendBufs.Put(b)
-	}()
+	b := n.getSendBuf(bus.KindRPC, object, cmd, id)
+	defer b.release()
+	full, slices := b.full, b.slices
 	if len(full) == 0 && len(slices) == 0 {
 		return nil, ErrNoResponders
 	}
@@ -248,13 +239,13 @@ func (c *rpcClient) do(ctx context.Context, deadline time.Time, object string, i
 		done: make(chan struct{}),
 	}
 	cl.targets = cl.tptr[:0]
-	hops = route.RPC(b.hops[:0], full, slices, n.rand, n.node)
+	b.hops = route.RPC(b.hops[:0], full, slices, n.rand, n.node)
 	cl.cands = route.Keep(slices)
 	base := byte(frame.FlagTimeout)
 	if isJSON {
 		base |= frame.FlagJSON
 	}
-	for _, h := range hops {
+	for _, h := range b.hops {
 		cl.targets = append(cl.targets, cl.newTarget(h.Node, hopFlags(base, h), h.SliceID))
 	}
 	cl.open = len(cl.targets)
@@ -483,24 +474,4 @@ func parseReplySubject(s string) (call uint64, idx int, ok bool) {
 	}
 	idx, err = strconv.Atoi(s[i+1:])
 	return call, idx, err == nil && idx >= 0
-}
-
-// remoteErrorWire is RemoteError on the wire.
-type remoteErrorWire struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Code     int
-	Message  string
-}
-
-func decodeRemoteError(b []byte) *RemoteError {
-	var w remoteErrorWire
-	if err := wire.Unmarshal(b, &w); err != nil {
-		return &RemoteError{Code: CodeInternal, Message: "undecodable remote error"}
-	}
-	return &RemoteError{Code: w.Code, Message: w.Message}
-}
-
-func encodeRemoteError(e *RemoteError) []byte {
-	b, _ := msgpack.Marshal(&remoteErrorWire{Code: e.Code, Message: e.Message})
-	return b
 }

@@ -30,7 +30,7 @@ func (n *Notifier) onRPC(m *nats.Msg, skip int) {
 	}
 	var regsBuf [4]*localReg
 	n.mu.RLock()
-	regs, slice, gone := n.localTargetsLocked(bus.KindRPC, f, object, cmd, id, regsBuf[:0])
+	regs, slice, gone := n.registry.lookupLocked(bus.KindRPC, f, object, cmd, id, regsBuf[:0])
 	if slice != nil {
 		regs = append(regs, slice)
 	}

@@ -1,15 +1,12 @@
 package notifier
 
 import (
-	"errors"
 	"fmt"
-	"sync"
 	"unsafe"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
-	"github.com/natsnotifier/notifier/internal/directory"
 	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/internal/route"
 )
@@ -30,51 +27,6 @@ func (n *Notifier) Publish(object string, id int64, cmd string, args any) error 
 	return n.publish(object, id, cmd, body, isJSON, true, false, 0)
 }
 
-// prepare is the preamble of every call that sends (Publish, RPC, RPCs,
-// RPCCall): it refuses a closed Notifier and invalid names, encodes args and
-// checks the size against the server's max payload. The caller releases the
-// encoder, which holds body, once the message is sent.
-func (n *Notifier) prepare(object, cmd string, args any) (e *encoder, body []byte, isJSON bool, err error) {
-	if n.closing.Load() {
-		return nil, nil, false, ErrClosed
-	}
-	if err := checkNames(object, cmd); err != nil {
-		return nil, nil, false, err
-	}
-	e, body, isJSON, err = encodeArgs(args)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	if err := n.checkSize(body); err != nil {
-		e.release()
-		return nil, nil, false, err
-	}
-	return e, body, isJSON, nil
-}
-
-// checkSize refuses a body that, framed, exceeds the server's max payload.
-func (n *Notifier) checkSize(body []byte) error {
-	if max := n.nc.MaxPayload(); max > 0 && int64(len(body)+frame.FrameHeaderLen) > max {
-		return fmt.Errorf("%w: %d bytes, the server accepts %d", ErrPayloadTooLarge, len(body), max-frame.FrameHeaderLen)
-	}
-	return nil
-}
-
-// sendBuf is a reusable buffer for subjects and frames.
-var sendBufs = sync.Pool{New: func() any {
-	b := &sendBuf{}
-	b.full = make([]directory.Entry, 0, 16)
-	b.slices = make([]directory.Entry, 0, 16)
-	b.hops = make([]route.Hop, 0, 8)
-	return b
-}}
-
-type sendBuf struct {
-	subj, frame  []byte
-	full, slices []directory.Entry
-	hops         []route.Hop // the plan of a publish or an RPC
-}
-
 // publish routes one notification by the directory. extra is or'ed into the
 // frame flags. With sliceOnly, only a slice is drawn (a re-route).
 //
@@ -85,14 +37,9 @@ type sendBuf struct {
 // subject. Each registration is always reached by the same one of the two
 // paths, so per-registration order holds.
 func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJSON, count, sliceOnly bool, extra byte) error {
-	b := sendBufs.Get().(*sendBuf)
-	defer sendBufs.Put(b)
-	full, slices := n.dir.Lookup(bus.KindPub, object, cmd, id, b.full[:0], b.slices[:0])
-	defer func() {
-		clear(full)
-		clear(slices)
-		b.full, b.slices = full[:0], slices[:0]
-	}()
+	b := n.getSendBuf(bus.KindPub, object, cmd, id)
+	defer b.release()
+	full, slices := b.full, b.slices
 	flagsBase := extra
 	if isJSON {
 		flagsBase |= frame.FlagJSON
@@ -107,27 +54,21 @@ func (n *Notifier) publish(object string, id int64, cmd string, body []byte, isJ
 		}
 		return n.send(b, h, flagsBase, object, cmd, id, body)
 	}
-	hops, fan := route.Publish(b.hops[:0], full, slices, n.rand, n.node)
-	defer func() {
-		clear(hops)
-		b.hops = hops[:0]
-	}()
+	var fan bool
+	b.hops, fan = route.Publish(b.hops[:0], full, slices, n.rand, n.node)
 	if fan {
 		if err := n.sendFan(b, flagsBase|frame.FlagBroadcast, object, cmd, id, body); err != nil {
 			return err
 		}
 	}
 	// One message per node: the full flag covers all its full registrations.
-	for _, h := range hops {
+	for _, h := range b.hops {
 		if err := n.send(b, h, flagsBase, object, cmd, id, body); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-// errNoSlice: a re-route found no slice to draw.
-var errNoSlice = errors.New("notifier: no slice")
 
 // sendFan publishes on the shared fan-out subject of (object, cmd).
 func (n *Notifier) sendFan(b *sendBuf, flags byte, object, cmd string, id int64, body []byte) error {
@@ -156,15 +97,4 @@ func (n *Notifier) send(b *sendBuf, h route.Hop, base byte, object, cmd string, 
 		return fmt.Errorf("notifier: publish: %w", err)
 	}
 	return nil
-}
-
-// hopFlags are the frame flags of hop h: base plus what h delivers.
-func hopFlags(base byte, h route.Hop) byte {
-	if h.Full {
-		base |= frame.FlagFull
-	}
-	if h.Slice {
-		base |= frame.FlagSlice
-	}
-	return base
 }

@@ -86,14 +86,8 @@ func (d *Directory) doReannounce() {
 	d.mu.RLock()
 	wait := time.Until(d.lastReann.Add(d.o.Heartbeat / 4))
 	d.mu.RUnlock()
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-d.ctx.Done():
-			t.Stop()
-			return
-		}
+	if wait > 0 && !d.sleep(wait) {
+		return
 	}
 	d.sendReannounce(annFull)
 }
@@ -116,5 +110,18 @@ func (d *Directory) sendReannounce(typ uint8) {
 	data, err := msgpack.Marshal(&announcement{Type: annHeartbeat, Node: d.o.Node, Ver: d.ver})
 	if err == nil {
 		_ = d.nc.Publish(d.o.Subjects.Ann(d.o.Node), data)
+	}
+}
+
+// sleep waits for wait, or until the Directory shuts down, and reports whether
+// it is still open.
+func (d *Directory) sleep(wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-d.ctx.Done():
+		return false
 	}
 }

@@ -171,11 +171,7 @@ func (d *Directory) fetch(node string, p *peer) {
 	// the node up. Otherwise the node is gone.
 	retry := d.justReconnected()
 	for wait := 20 * time.Millisecond; retry && errors.Is(err, errGone) && wait <= 320*time.Millisecond; wait *= 2 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-d.ctx.Done():
-			t.Stop()
+		if !d.sleep(wait) {
 			return
 		}
 		regs, ver, err = d.fetchTable(node)

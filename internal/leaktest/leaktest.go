@@ -46,9 +46,18 @@ var defaultIgnore = []string{
 type Option func(*config)
 
 type config struct {
-	timeout time.Duration
-	ignore  []string // substrings of stacks to skip
-	only    []string // function prefixes of goroutines to consider
+	timeout   time.Duration
+	ignore    []string // substrings of stacks to skip
+	only      []string // function prefixes of goroutines to consider
+	createdBy []string // function prefixes of creators to skip
+}
+
+func newConfig(opts []Option) config {
+	c := config{timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
 }
 
 // Timeout sets how long Check waits for the goroutines to end. Default:
@@ -70,6 +79,13 @@ func Only(prefixes ...string) Option {
 	return func(c *config) { c.only = append(c.only, prefixes...) }
 }
 
+// NotCreatedBy skips goroutines started by a function whose name begins
+// with one of prefixes ("testing.", a test package's name): goroutines a
+// test started itself, which may be blocked in the code under test.
+func NotCreatedBy(prefixes ...string) Option {
+	return func(c *config) { c.createdBy = append(c.createdBy, prefixes...) }
+}
+
 // Goroutine is one goroutine as runtime.Stack shows it.
 type Goroutine struct {
 	ID    uint64
@@ -86,10 +102,7 @@ type Snapshot struct {
 
 // Take records the goroutines running now.
 func Take(opts ...Option) Snapshot {
-	s := Snapshot{seen: make(map[uint64]bool), cfg: config{timeout: DefaultTimeout}}
-	for _, o := range opts {
-		o(&s.cfg)
-	}
+	s := Snapshot{seen: make(map[uint64]bool), cfg: newConfig(opts)}
 	for _, g := range All() {
 		s.seen[g.ID] = true
 	}
@@ -111,17 +124,47 @@ func (s Snapshot) Extra() []Goroutine {
 // Wait polls Extra until it is empty or deadline passes and returns the
 // goroutines still running then (nil when none).
 func (s Snapshot) Wait(deadline time.Time) []Goroutine {
+	return poll(deadline, s.Extra)
+}
+
+// Running returns the goroutines running now that the options count, the
+// caller's included. Unlike a Snapshot it remembers nothing, so a goroutine
+// counts however long it has run: with Only, it answers whether any
+// goroutine still runs the code under test, in a package whose tests start
+// and stop it many times.
+func Running(opts ...Option) []Goroutine {
+	c := newConfig(opts)
+	var out []Goroutine
+	for _, g := range All() {
+		if c.counts(g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// None polls Running with opts until it is empty or the timeout (see
+// Timeout) has passed, and returns the goroutines still running then (nil
+// when none).
+func None(opts ...Option) []Goroutine {
+	c := newConfig(opts)
+	return poll(time.Now().Add(c.timeout), func() []Goroutine { return Running(opts...) })
+}
+
+// poll calls f until it returns nothing or deadline passes, and returns its
+// last result.
+func poll(deadline time.Time, f func() []Goroutine) []Goroutine {
 	every := firstPoll
 	for {
-		extra := s.Extra()
-		if len(extra) == 0 {
+		left := f()
+		if len(left) == 0 {
 			return nil
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return extra
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return left
 		}
-		t := time.NewTimer(min(every, left))
+		t := time.NewTimer(min(every, wait))
 		<-t.C
 		every = min(2*every, maxPoll)
 	}
@@ -205,7 +248,26 @@ func (c *config) counts(g Goroutine) bool {
 			return false
 		}
 	}
+	if len(c.createdBy) > 0 && createdBy(g.Stack, c.createdBy) {
+		return false
+	}
 	return len(c.only) == 0 || hasFrame(g.Stack, c.only)
+}
+
+// createdBy reports whether stack's "created by" line names a function
+// starting with one of prefixes.
+func createdBy(stack string, prefixes []string) bool {
+	i := strings.LastIndex(stack, "\ncreated by ")
+	if i < 0 {
+		return false
+	}
+	fn := stack[i+len("\ncreated by "):]
+	for _, p := range prefixes {
+		if strings.HasPrefix(fn, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasFrame reports whether stack has a frame of a function starting with one

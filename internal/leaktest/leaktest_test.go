@@ -220,3 +220,53 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestCreatedBy(t *testing.T) {
+	stack := "goroutine 9 [select]:\n" +
+		"github.com/natsnotifier/notifier.(*Notifier).RPC(0xc000010000)\n" +
+		"\t/src/rpc_client.go:120 +0x1d\n" +
+		"created by testing.(*T).Run in goroutine 7\n" +
+		"\t/go/src/testing/testing.go:1800 +0x2a"
+	for _, tt := range []struct {
+		prefix string
+		want   bool
+	}{
+		{"testing.", true},
+		{"github.com/natsnotifier/notifier_test.", false},
+		{"github.com/natsnotifier/notifier.", false}, // a frame, not the creator
+	} {
+		if got := createdBy(stack, []string{tt.prefix}); got != tt.want {
+			t.Errorf("createdBy(%q) = %v, want %v", tt.prefix, got, tt.want)
+		}
+	}
+	if createdBy("goroutine 1 [running]:\nmain.main()\n\t/src/main.go:3 +0x1", []string{"main."}) {
+		t.Error("createdBy true for a goroutine without a creator")
+	}
+}
+
+// TestRunningAndNone: Running sees a goroutine however old, NotCreatedBy
+// hides it by its creator, and None waits until it has ended.
+func TestRunningAndNone(t *testing.T) {
+	release := startParked(t) // started before any Running call
+	if _, ok := find(Running(), "leaktest.parked"); !ok {
+		t.Fatal("Running does not list a parked goroutine")
+	}
+	if _, ok := find(Running(NotCreatedBy("github.com/natsnotifier/notifier/internal/leaktest.startParked")), "leaktest.parked"); ok {
+		t.Error("NotCreatedBy did not hide the goroutine by its creator")
+	}
+	start := time.Now()
+	if left := None(Timeout(20*time.Millisecond), Ignore("leaktest.TestRunningAndNone", "testing.")); len(left) == 0 {
+		t.Error("None reported nothing with a goroutine parked")
+	} else if _, ok := find(left, "leaktest.parked"); !ok {
+		t.Errorf("None left %s without the parked goroutine", Report(left, 0))
+	}
+	if waited := time.Since(start); waited < 20*time.Millisecond {
+		t.Errorf("None returned after %v, before its timeout", waited)
+	}
+	close(release)
+	if left := None(Ignore("leaktest.TestRunningAndNone", "testing.", "runtime.goexit")); len(left) != 0 {
+		if _, ok := find(left, "leaktest.parked"); ok {
+			t.Errorf("None after release still lists the parked goroutine: %s", Report(left, 0))
+		}
+	}
+}
