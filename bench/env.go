@@ -66,7 +66,11 @@ func (e *env) notifierOpts(prefix string, extra ...notifier.Option) []notifier.O
 		opts = append(opts, notifier.WithQueueSize(e.cfg.queue))
 	}
 	if e.cfg.verbose {
-		opts = append(opts, notifier.WithLogger(slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		level := slog.LevelWarn
+		if e.cfg.info {
+			level = slog.LevelInfo
+		}
+		opts = append(opts, notifier.WithLogger(slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: level}))))
 	}
 	return append(opts, extra...)
 }

@@ -30,6 +30,7 @@ type config struct {
 	maxHeap    uint64        // live heap (as of the last GC) at which the scale row aborts
 	timeout    time.Duration // bound of one measured round
 	verbose    bool          // library warnings to stderr
+	info       bool          // and its info lines
 	cpuProfile string
 	memProfile string
 	args       []string // the command line, for the report
@@ -89,6 +90,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	maxHeap := fs.Uint64("max-heap-mib", 0, "live heap (MiB, as of the last GC) at which the scale row aborts, protecting the machine (default 2560)")
 	timeout := fs.Duration("timeout", 0, "bound of one measured round (default 60s, -short 30s)")
 	verbose := fs.Bool("v", false, "log the library's warnings (drops, timeouts) to stderr")
+	info := fs.Bool("vv", false, "with -v: the library's info lines too (peers dropped, and why)")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	mem := fs.String("memprofile", "", "write an allocation (heap) profile to this file at the end")
 	if err := fs.Parse(args); err != nil {
@@ -126,7 +128,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	if *timeout > 0 {
 		c.timeout = *timeout
 	}
-	c.verbose = *verbose
+	c.verbose = *verbose || *info
+	c.info = *info
 	c.cpuProfile, c.memProfile = *cpu, *mem
 	c.args = args
 	if *only != "" {

@@ -75,6 +75,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	}
 	seq.Notifier, seq.Raw, seq.Ratio = fmtDur(l.p50), "–", fmtDur(l.p50)
 	seq.Notes = fmt.Sprintf("p99 %s, max %s; each confirmed by all %d peers before it returns", fmtDur(l.p99), fmtDur(slices.Max(lat)), nodes)
+	e.logf("  sequential Subscribe: median %s, p99 %s", fmtDur(l.p50), fmtDur(l.p99))
 
 	const parN, workers = 1000, 10
 	t0 := time.Now()
@@ -92,6 +93,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	}
 	wg.Wait()
 	parDur := time.Since(t0)
+	e.logf("  %d registrations from %d goroutines: %s", parN, workers, fmtDur(parDur))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -113,6 +115,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 		return nil, fmt.Errorf("batch of %d: %w", bulkN, err)
 	}
 	bulkDur := time.Since(t1)
+	e.logf("  %d registrations in one Batch: %s", bulkN, fmtDur(bulkDur))
 	bulk := Row{
 		Key: "scale", Name: fmt.Sprintf("scale %d: %d registrations in one Batch().Commit()", nodes, bulkN),
 		NotifierVal: bulkDur.Seconds(), RatioVal: bulkDur.Seconds(),
@@ -186,7 +189,9 @@ func (d *ctlDialer) Dial(network, address string) (net.Conn, error) {
 // (reads and writes block, TCP open).
 func crashRows(e *env, ns []*notifier.Notifier, prefix string) []Row {
 	kill := crashRow(e, ns, prefix, "connection closed without goodbye", func(c *ctlConn) { _ = c.Conn.Close() })
+	e.logf("  closed connection dropped: %s", kill.Notes)
 	frozen := crashRow(e, ns, prefix, "frozen (reads and writes block, TCP open)", func(c *ctlConn) { c.freeze() })
+	e.logf("  frozen connection dropped: %s", frozen.Notes)
 	return []Row{kill, frozen}
 }
 

@@ -95,18 +95,30 @@ func (p *Pending) Wait(timeout time.Duration) error {
 // together then.
 const commitLinger = 20 * time.Millisecond
 
+// commitGather bounds how long the committer waits, after a round that
+// released several callers, for them to come back with their next change:
+// they then share the next round, instead of the first one back taking it
+// alone and the others the one after (which halves the batches of callers
+// that register in a loop). A lone caller is never held up.
+const commitGather = time.Millisecond
+
 // committer publishes queued changes, one announcement at a time.
 func (d *Directory) committer() {
 	defer d.wg.Done()
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	released := 0 // callers the last round released when it completed
 	for {
 		select {
 		case <-d.ctx.Done():
 			return
 		case <-d.commitWake:
 		}
-		done := d.commit()
+		if released > 1 {
+			d.gather(t, released)
+		}
+		done, callers := d.commit()
+		released = 0
 		if done == nil {
 			continue
 		}
@@ -116,20 +128,46 @@ func (d *Directory) committer() {
 			t.Stop()
 			return
 		case <-done:
+			released = callers
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
 
+// gather waits, at most commitGather, until want callers have changes
+// queued. t is the committer's stopped timer.
+func (d *Directory) gather(t *time.Timer, want int) {
+	deadline := time.Now().Add(commitGather)
+	for {
+		d.mu.Lock()
+		n := len(d.batch)
+		d.mu.Unlock()
+		left := time.Until(deadline)
+		if n >= want || left <= 0 {
+			return
+		}
+		t.Reset(left)
+		select {
+		case <-d.commitWake:
+			t.Stop()
+		case <-t.C:
+			return
+		case <-d.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
 // commit publishes the queued changes as one delta and returns a channel
 // closed once every peer acknowledged it (nil if nothing was sent or
-// nobody needs to).
-func (d *Directory) commit() <-chan struct{} {
+// nobody needs to), and the number of callers waiting for it.
+func (d *Directory) commit() (<-chan struct{}, int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.pend) == 0 || d.closed {
-		return nil
+		return nil, 0
 	}
 	a := announcement{Type: annDelta, Node: d.o.Node}
 	for id, r := range d.pend {
@@ -170,5 +208,5 @@ func (d *Directory) commit() <-chan struct{} {
 			all = w.done
 		}
 	}
-	return all
+	return all, len(batch)
 }

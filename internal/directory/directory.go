@@ -64,13 +64,17 @@ type Stats struct {
 	// Forged counts directory messages that claimed another node than the
 	// subject they came on, and messages in this node's name it did not send.
 	Forged uint64
-	// Fetches counts table fetches made; RepairsSkipped those a repair
-	// wanted but the rate limit put off to a later probe round.
-	Fetches, RepairsSkipped uint64
-	// ProbesSent counts ring probes; DropsReported the peers this node's
-	// probes found gone; Reannounced how often this node re-announced
-	// itself after it was reported gone or impersonated.
-	ProbesSent, DropsReported, Reannounced uint64
+	// Fetches counts table fetches made; FetchTimeouts those that got no
+	// answer in time (the node is kept, and judged by the probes);
+	// RepairsSkipped those a repair wanted but the rate limit put off to a
+	// later probe round.
+	Fetches, FetchTimeouts, RepairsSkipped uint64
+	// ProbesSent counts ring probes; ProbesLate the successors that left
+	// two probes unanswered but were heard from meanwhile, so were kept;
+	// DropsReported the peers this node's probes found gone; Reannounced
+	// how often this node re-announced itself after it was reported gone or
+	// impersonated.
+	ProbesSent, ProbesLate, DropsReported, Reannounced uint64
 	// Batches counts the announcements of registration changes; Changes
 	// the Announce calls they carried (group commit: Changes/Batches per
 	// announcement).
@@ -78,8 +82,8 @@ type Stats struct {
 }
 
 type counters struct {
-	undecodable, forged, fetches, repairsSkipped atomic.Uint64
-	probes, drops, reannounced, batches, changes atomic.Uint64
+	undecodable, forged, fetches, fetchTimeouts, repairsSkipped atomic.Uint64
+	probes, probesLate, drops, reannounced, batches, changes    atomic.Uint64
 }
 
 // Directory is one node's live view of every registration on the bus,
@@ -138,6 +142,7 @@ type Directory struct {
 
 	stats       counters
 	reconnected atomic.Int64 // unix nanoseconds of the last reconnect
+	srtt        atomic.Int64 // smoothed round trip of answered probes, nanoseconds
 	wg          sync.WaitGroup
 }
 
@@ -151,11 +156,14 @@ type peer struct {
 	buffered []*announcement     // deltas received during the fetch
 	acks     []pendingAck        // acknowledgements owed once ver reaches them
 
-	unverified bool // learned indirectly; not waited for until its table is in
+	unverified bool      // learned indirectly; not waited for until its table is in
+	heard      time.Time // when it last sent us anything: evidence it lives
 
 	// Probe bookkeeping (as a successor of this node).
-	verOff, digestOff bool // the last answer differed from what we hold
-	wantVector        bool // the next probe asks for its vector of versions
+	verOff, digestOff bool   // the last answer differed from what we hold
+	claimed           uint64 // the version of its last answer
+	vecBehind         uint64 // a successor's vector had it at this newer version (0: not behind)
+	wantVector        bool   // the next probe asks for its vector of versions
 }
 
 type pendingAck struct {
@@ -283,8 +291,8 @@ func (d *Directory) Stats() Stats {
 	c := &d.stats
 	return Stats{
 		Undecodable: c.undecodable.Load(), Forged: c.forged.Load(),
-		Fetches: c.fetches.Load(), RepairsSkipped: c.repairsSkipped.Load(),
-		ProbesSent: c.probes.Load(), DropsReported: c.drops.Load(), Reannounced: c.reannounced.Load(),
+		Fetches: c.fetches.Load(), FetchTimeouts: c.fetchTimeouts.Load(), RepairsSkipped: c.repairsSkipped.Load(),
+		ProbesSent: c.probes.Load(), ProbesLate: c.probesLate.Load(), DropsReported: c.drops.Load(), Reannounced: c.reannounced.Load(),
 		Batches: c.batches.Load(), Changes: c.changes.Load(),
 	}
 }

@@ -181,6 +181,18 @@ func (d *Directory) fetch(node string, p *peer) {
 		d.mu.Unlock()
 		return // dropped meanwhile
 	}
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && d.ctx.Err() == nil {
+		// A slow answer is no proof of death: on a loaded machine dropping
+		// here made live nodes re-announce and be fetched again, which loaded
+		// it more. The node keeps what we hold of it; the probes judge
+		// whether it lives and, if it does, compare versions and fetch again.
+		d.stats.fetchTimeouts.Add(1)
+		d.o.Logger.Info("notifier: table fetch timed out; left to the probes", "peer", node)
+		p.fetching = false
+		close(p.fetched)
+		d.mu.Unlock()
+		return
+	}
 	if err != nil {
 		if d.ctx.Err() == nil {
 			d.dropLocked(node, err.Error())
@@ -226,7 +238,8 @@ func compareU64(a, b uint64) int {
 	return 0
 }
 
-// onFetchReply passes a table part to the fetch waiting for it.
+// onFetchReply passes a reply (a table part, a probe's answer) to the fetch
+// or probe waiting for it.
 func (d *Directory) onFetchReply(m *nats.Msg) {
 	tok := strings.TrimPrefix(m.Subject, d.inbox+".")
 	d.fetchMu.Lock()
@@ -242,20 +255,28 @@ func (d *Directory) onFetchReply(m *nats.Msg) {
 	}
 }
 
-// fetchTable requests node's table and collects the streamed parts.
-func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
-	ch := make(chan *nats.Msg, 256)
+// replyInbox registers a channel for the replies sent to a fresh subject
+// below this node's inbox, and returns that subject. release unregisters
+// it; replies arriving later are ignored.
+func (d *Directory) replyInbox(size int) (subject string, ch chan *nats.Msg, release func()) {
+	ch = make(chan *nats.Msg, size)
 	d.fetchMu.Lock()
 	d.fetchSeq++
 	tok := strconv.FormatUint(d.fetchSeq, 36)
 	d.fetchChs[tok] = ch
 	d.fetchMu.Unlock()
-	defer func() {
+	return d.inbox + "." + tok, ch, func() {
 		d.fetchMu.Lock()
 		delete(d.fetchChs, tok)
 		d.fetchMu.Unlock()
-	}()
-	if err := d.nc.PublishRequest(d.o.Subjects.NodeDir(node), d.inbox+"."+tok, nil); err != nil {
+	}
+}
+
+// fetchTable requests node's table and collects the streamed parts.
+func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
+	reply, ch, release := d.replyInbox(256)
+	defer release()
+	if err := d.nc.PublishRequest(d.o.Subjects.NodeDir(node), reply, nil); err != nil {
 		return nil, 0, err
 	}
 	// The timeout runs per part, not per table: a big table streamed in many

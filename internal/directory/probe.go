@@ -1,14 +1,13 @@
 package directory
 
 import (
-	"context"
-	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/frame"
 	"github.com/natsnotifier/notifier/internal/wire"
 )
 
@@ -77,9 +76,13 @@ func (d *Directory) successorsLocked(k int) []string {
 	return out
 }
 
-// probe asks node for its version and digest: twice at most, Expiry/2
-// each. "No responders" or two unanswered probes make this node drop node
-// and report the drop to all.
+// probe asks node for its version and digest: twice at most, each waiting
+// probeTimeout, and an answer to either probe counts (both carry the same
+// reply subject, so a late answer to the first still ends the second).
+// "No responders" makes this node drop node and report the drop to all; so
+// do two unanswered probes, unless node was heard from meanwhile (an
+// acknowledgement, an announcement, a probe of its own): a node that talks
+// lives, however late it answers on a loaded machine.
 func (d *Directory) probe(node string, vector bool) {
 	defer d.wg.Done()
 	defer func() {
@@ -87,7 +90,12 @@ func (d *Directory) probe(node string, vector bool) {
 		delete(d.probing, node)
 		d.mu.Unlock()
 	}()
-	timeout := max(d.o.Expiry/2, time.Millisecond)
+	reply, ch, release := d.replyInbox(2)
+	defer release()
+	timeout := d.probeTimeout()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	start := time.Now()
 	for attempt := 0; attempt < 2; attempt++ {
 		d.mu.RLock()
 		q := probe{Node: d.o.Node, Digest: d.digest, Vector: vector}
@@ -97,16 +105,20 @@ func (d *Directory) probe(node string, vector bool) {
 			return
 		}
 		d.stats.probes.Add(1)
-		ctx, cancel := context.WithTimeout(d.ctx, timeout)
-		m, err := d.nc.RequestWithContext(ctx, d.o.Subjects.NodeProbe(node), data)
-		cancel()
-		switch {
-		case d.ctx.Err() != nil:
+		sent := time.Now()
+		if err := d.nc.PublishRequest(d.o.Subjects.NodeProbe(node), reply, data); err != nil {
+			return // closed, or disconnected and not buffering: judge later
+		}
+		t.Reset(timeout)
+		select {
+		case <-d.ctx.Done():
 			return
-		case err == nil:
-			d.onProbeReply(node, m, vector)
-			return
-		case errors.Is(err, nats.ErrNoResponders):
+		case m := <-ch:
+			if !frame.IsNoResponders(m) {
+				d.observeRTT(time.Since(sent))
+				d.onProbeReply(node, m, vector)
+				return
+			}
 			if d.justReconnected() {
 				// After a reconnect (a server restart) its interest may still
 				// be on its way to our server, or it is reconnecting itself.
@@ -114,11 +126,53 @@ func (d *Directory) probe(node string, vector bool) {
 			}
 			d.reportDrop(node, "no responders to a probe")
 			return
-		case !d.nc.IsConnected():
+		case <-t.C:
+		}
+		if !d.nc.IsConnected() {
 			return // we cannot tell; judge after the reconnect
 		}
 	}
+	if d.heardSince(node, start) {
+		d.stats.probesLate.Add(1)
+		return // alive but slow: the next round probes it again
+	}
 	d.reportDrop(node, "probes unanswered")
+}
+
+// probeTimeout is how long one probe waits for its answer: Expiry/2, or
+// four times the smoothed round trip of this node's answered probes when
+// that is longer (a loaded machine answers late, not never), at most
+// Expiry. Two probes unanswered thus take Expiry on an idle machine and at
+// most 2×Expiry on a loaded one.
+func (d *Directory) probeTimeout() time.Duration {
+	base := max(d.o.Expiry/2, time.Millisecond)
+	if rtt := 4 * time.Duration(d.srtt.Load()); rtt > base {
+		return min(rtt, max(d.o.Expiry, base))
+	}
+	return base
+}
+
+// observeRTT folds the round trip of an answered probe into the smoothed
+// round trip (weight 1/8, as TCP's).
+func (d *Directory) observeRTT(rtt time.Duration) {
+	for {
+		old := d.srtt.Load()
+		next := int64(rtt)
+		if old != 0 {
+			next = old + (int64(rtt)-old)/8
+		}
+		if d.srtt.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// heardSince reports whether node sent this node anything after t.
+func (d *Directory) heardSince(node string, t time.Time) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	p := d.peers[node]
+	return p != nil && p.heard.After(t)
 }
 
 // reportDrop drops node and tells every node, once per drop.
@@ -152,6 +206,9 @@ func (d *Directory) onProbe(m *nats.Msg) {
 	if d.leaving || d.closed {
 		d.mu.Unlock()
 		return
+	}
+	if p := d.peers[q.Node]; p != nil {
+		p.heard = time.Now()
 	}
 	r := probeReply{Node: d.o.Node, Ver: d.ver, Digest: d.digest, Knows: q.Node == d.o.Node}
 	if !r.Knows {
@@ -195,11 +252,16 @@ func (d *Directory) onProbeReply(node string, m *nats.Msg, vector bool) {
 		d.mu.Unlock()
 		return
 	}
+	p.heard = time.Now()
+	// The owner's own answer is the truth, but a version that moves on
+	// while its deltas are on their way differs in every answer. So fetch
+	// only when the version of the last answer is still not the one we hold
+	// and this answer differs too: a delta was lost (or a version forged).
 	verOff := r.Ver != p.ver
-	if verOff && p.verOff && !p.fetching {
-		d.fetchLocked(node, p) // the owner's own answer is the truth
+	if verOff && p.verOff && p.claimed != p.ver && !p.fetching {
+		d.fetchLocked(node, p)
 	}
-	p.verOff = verOff
+	p.verOff, p.claimed = verOff, r.Ver
 	digestOff := r.Digest != 0 && r.Digest != d.digest // 0: no digest
 	if vector {
 		d.reconcileLocked(node, r.Nodes, r.Vers)
@@ -215,9 +277,10 @@ func (d *Directory) onProbeReply(node string, m *nats.Msg, vector bool) {
 }
 
 // reconcileLocked compares a successor's vector with what this node holds:
-// nodes it holds newer or we do not know are fetched from their owners;
-// nodes we hold and it does not are verified with a probe of their own.
-// Both are rate-limited.
+// nodes we do not know are fetched from their owners, and so are nodes it
+// holds newer twice in a row (the second vector still newer than what we
+// held at the first: not just deltas on their way); nodes we hold and it
+// does not are verified with a probe of their own. All are rate-limited.
 func (d *Directory) reconcileLocked(from string, nodes []string, vers []uint64) {
 	theirs := make(map[string]struct{}, len(nodes))
 	started := 0
@@ -235,7 +298,14 @@ func (d *Directory) reconcileLocked(from string, nodes []string, vers []uint64) 
 			if d.repairLocked(n) != nil {
 				started++
 			}
-		case vers[i] > p.ver && !p.fetching:
+		case vers[i] <= p.ver:
+			p.vecBehind = 0
+		case p.vecBehind <= p.ver:
+			// Newer there: the deltas may be on their way. Fetch only if
+			// the next vector finds us still behind this one.
+			p.vecBehind = vers[i]
+		case !p.fetching:
+			p.vecBehind = vers[i]
 			if d.limiter.takeLocked(time.Now()) {
 				d.fetchLocked(n, p)
 				started++

@@ -115,6 +115,9 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 			d.stats.repairsSkipped.Add(1) // the probes find the gap again
 		}
 	}
+	if p := d.peers[a.Node]; p != nil {
+		p.heard = time.Now() // evidence it lives, for the probes
+	}
 	d.mu.Unlock()
 	d.sendAcks(acks)
 	if reann {
@@ -262,6 +265,7 @@ func (d *Directory) onAck(m *nats.Msg) {
 			return
 		}
 	}
+	p.heard = time.Now()
 	if a.Ver > p.acked {
 		p.acked = a.Ver
 	}
