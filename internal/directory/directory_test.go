@@ -118,7 +118,9 @@ type rawNode struct {
 	script []rawTable // answers to the next table requests; the last repeats
 	served int        // table requests answered
 	ver    uint64     // its current version, as its probe answers say: the highest announced or scripted
-	frozen bool       // probes go unanswered
+	frozen bool          // probes go unanswered
+	late   time.Duration // probes are answered this late
+	mute   bool          // table requests go unanswered
 }
 
 type rawTable struct {
@@ -153,7 +155,11 @@ func (r *rawNode) serve(m *nats.Msg) {
 		r.script = r.script[1:]
 	}
 	r.served++
+	mute := r.mute
 	r.mu.Unlock()
+	if mute {
+		return
+	}
 	data, err := msgpack.Marshal(&tablePart{Node: r.name, Ver: tab.ver, Parts: 1, Regs: tab.regs})
 	if err == nil {
 		err = m.Respond(data)
@@ -166,18 +172,30 @@ func (r *rawNode) serve(m *nats.Msg) {
 // probed answers a ring probe with the raw node's version and no digest.
 func (r *rawNode) probed(m *nats.Msg) {
 	r.mu.Lock()
-	ver, frozen := r.ver, r.frozen
+	ver, frozen, late := r.ver, r.frozen, r.late
 	r.mu.Unlock()
 	if frozen {
 		return
 	}
 	data, err := msgpack.Marshal(&probeReply{Node: r.name, Ver: ver, Knows: true})
-	if err == nil {
-		err = m.Respond(data)
-	}
 	if err != nil {
+		r.t.Errorf("raw node: encode probe answer: %v", err)
+		return
+	}
+	if late > 0 {
+		time.AfterFunc(late, func() { _ = m.Respond(data) }) // the connection may be closed by then
+		return
+	}
+	if err := m.Respond(data); err != nil {
 		r.t.Errorf("raw node: answer probe: %v", err)
 	}
+}
+
+// set changes the raw node's behaviour under its lock.
+func (r *rawNode) set(f func(r *rawNode)) {
+	r.mu.Lock()
+	f(r)
+	r.mu.Unlock()
 }
 
 // freeze makes the raw node stop answering probes, as a stopped process.

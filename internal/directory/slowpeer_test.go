@@ -1,0 +1,103 @@
+package directory
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/testenv"
+)
+
+// TestSlowPeerKept: a successor that answers every probe late, after the
+// first attempt gave up but before the second did, lives: the answer to the
+// first probe ends the second, so it is never dropped.
+func TestSlowPeerKept(t *testing.T) {
+	s := startServer(t)
+	const expiry = 400 * time.Millisecond // attempts of 200 ms each
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withExpiry(expiry))
+	r := newRawNode(t, s.URL(), "r1")
+	r.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
+	r.expectAcks(0, "n1")
+	r.set(func(r *rawNode) { r.late = expiry * 7 / 10 })
+
+	// Six probes, each answered only in its second attempt's window.
+	start := n1.Stats().ProbesSent
+	eventually(t, 20*expiry, func() bool { return n1.Stats().ProbesSent >= start+12 }, "n1 probes r1 six times")
+	if !slices.Contains(peers(n1), "r1") {
+		t.Fatalf("n1 dropped r1, whose probe answers come late but in time (peers %v)", peers(n1))
+	}
+	if st := n1.Stats(); st.DropsReported != 0 {
+		t.Fatalf("n1 reported %d drops of a slow but live successor", st.DropsReported)
+	}
+	if got := ids(n1, bus.KindPub, "r1"); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("n1 holds r1's registrations %v, want [7]", got)
+	}
+}
+
+// TestTalkingPeerKept: a successor that leaves probes unanswered but keeps
+// sending other messages (announcements here) is kept, and counted in
+// ProbesLate; once it falls silent too it is dropped.
+func TestTalkingPeerKept(t *testing.T) {
+	s := startServer(t)
+	const expiry = 200 * time.Millisecond
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withExpiry(expiry))
+	r := newRawNode(t, s.URL(), "r1")
+	r.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
+	r.expectAcks(0, "n1")
+	r.freeze()
+
+	stop := make(chan struct{})
+	talked := make(chan struct{})
+	go func() {
+		defer close(talked)
+		tick := time.NewTicker(expiry / 10)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				r.announce(announcement{Type: annHeartbeat}) // version 0: nothing to fetch
+			}
+		}
+	}()
+	eventually(t, waitTimeout, func() bool { return n1.Stats().ProbesLate >= 3 }, "n1 keeps its talking successor three times")
+	close(stop)
+	<-talked
+	if !slices.Contains(peers(n1), "r1") {
+		t.Fatalf("n1 dropped r1 while it talked (peers %v)", peers(n1))
+	}
+	silent := time.Now()
+	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 drops r1 once it is silent")
+	if took, bound := time.Since(silent), testHeartbeat+expiry+time.Second; took > bound {
+		t.Errorf("silent node dropped after %v, want within %v", took, bound)
+	}
+}
+
+// TestFetchTimeoutKeepsPeer: a table fetch that gets no answer does not drop
+// a node that answers its probes; the probes then see that its version is
+// not the one held and fetch again, which brings its table.
+func TestFetchTimeoutKeepsPeer(t *testing.T) {
+	s := startServer(t)
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1")
+	r := newRawNode(t, s.URL(), "r1")
+	r.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
+	r.expectAcks(0, "n1")
+
+	r.set(func(r *rawNode) { r.mute = true })
+	r.answer(rawTable{ver: 2, regs: []Reg{reg(7), reg(8)}})
+	served := r.servedCount()
+	r.announce(announcement{Type: annDelta, Ver: 2, Puts: []Reg{reg(8)}}) // version 1 never came: a gap
+	eventually(t, waitTimeout, func() bool { return n1.Stats().FetchTimeouts >= 1 }, "n1's fetch of r1 times out")
+	if !slices.Contains(peers(n1), "r1") {
+		t.Fatalf("n1 dropped r1 after a fetch timed out, although r1 answers probes (peers %v)", peers(n1))
+	}
+	if r.servedCount() <= served {
+		t.Fatal("the timed-out fetch never reached r1")
+	}
+
+	r.set(func(r *rawNode) { r.mute = false })
+	eventually(t, waitTimeout, func() bool { return slices.Equal(ids(n1, bus.KindPub, "r1"), []uint64{7, 8}) },
+		"the probes repair r1's table (n1 holds %v)", ids(n1, bus.KindPub, "r1"))
+}
