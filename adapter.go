@@ -360,7 +360,7 @@ func (n *Notifier) Stats() Stats {
 	)
 	if n.dir != nil {
 		ds = n.dir.Stats()
-		peers = len(n.dir.Peers())
+		peers = n.dir.PeerCount()
 	}
 	return Stats{
 		Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: dropped,

@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +40,21 @@ func waitPeersExact(ns []*notifier.Notifier, want int, deadline time.Time) int {
 	}
 }
 
+// peerCounts describes how many peers the Notifiers of ns know, for an
+// error message: "200 peers: 199 Notifiers, 201 peers: 1".
+func peerCounts(ns []*notifier.Notifier) string {
+	counts := map[int]int{}
+	for _, n := range ns {
+		counts[n.Stats().Peers]++
+	}
+	keys := slices.Sorted(maps.Keys(counts))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d peers: %d Notifiers", k, counts[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // --- registration rates ---
 
 // regRateRows measures registrations of one extra Notifier on the scale bus
@@ -54,7 +71,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 		waitPeersExact(ns, nodes-1, time.Now().Add(e.cfg.timeout))
 	}()
 	if got := waitPeersExact(ns, nodes, time.Now().Add(e.cfg.timeout)); got < nodes {
-		return nil, fmt.Errorf("registration rates: only %d/%d Notifiers learned the new one", got, nodes)
+		return nil, fmt.Errorf("registration rates: only %d/%d Notifiers learned the new one (%s)", got, nodes, peerCounts(ns))
 	}
 	sub := &countSub{s: &sink{}}
 
@@ -221,7 +238,7 @@ func crashRow(e *env, ns []*notifier.Notifier, prefix, what string, fail func(*c
 		_ = v.Close()
 	}()
 	if got := waitPeersExact(ns, nodes, time.Now().Add(e.cfg.timeout)); got < nodes {
-		row.Err = fmt.Errorf("only %d/%d Notifiers learned the victim", got, nodes)
+		row.Err = fmt.Errorf("only %d/%d Notifiers learned the victim (%s)", got, nodes, peerCounts(ns))
 		return row
 	}
 	// Let its join confirmations pass, so they do not count as the crash.

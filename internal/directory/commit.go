@@ -99,15 +99,17 @@ const commitLinger = 20 * time.Millisecond
 // released several callers, for them to come back with their next change:
 // they then share the next round, instead of the first one back taking it
 // alone and the others the one after (which halves the batches of callers
-// that register in a loop). A lone caller is never held up.
-const commitGather = time.Millisecond
+// that register in a loop). It waits at most half the last round's time,
+// and never for a lone caller.
+const commitGather = 5 * time.Millisecond
 
 // committer publishes queued changes, one announcement at a time.
 func (d *Directory) committer() {
 	defer d.wg.Done()
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	released := 0 // callers the last round released when it completed
+	released := 0          // callers the last round released when it completed
+	var took time.Duration // how long that round took
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -115,8 +117,9 @@ func (d *Directory) committer() {
 		case <-d.commitWake:
 		}
 		if released > 1 {
-			d.gather(t, released)
+			d.gather(t, released, min(took/2, commitGather))
 		}
+		start := time.Now()
 		done, callers := d.commit()
 		released = 0
 		if done == nil {
@@ -128,17 +131,17 @@ func (d *Directory) committer() {
 			t.Stop()
 			return
 		case <-done:
-			released = callers
+			released, took = callers, time.Since(start)
 		case <-t.C:
 		}
 		t.Stop()
 	}
 }
 
-// gather waits, at most commitGather, until want callers have changes
-// queued. t is the committer's stopped timer.
-func (d *Directory) gather(t *time.Timer, want int) {
-	deadline := time.Now().Add(commitGather)
+// gather waits, at most wait, until want callers have changes queued. t
+// is the committer's stopped timer.
+func (d *Directory) gather(t *time.Timer, want int, wait time.Duration) {
+	deadline := time.Now().Add(wait)
 	for {
 		d.mu.Lock()
 		n := len(d.batch)

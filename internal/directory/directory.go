@@ -317,6 +317,14 @@ func (d *Directory) Peers() []string {
 	return out
 }
 
+// PeerCount returns the number of other nodes this node knows, without
+// listing them.
+func (d *Directory) PeerCount() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.peers)
+}
+
 // Len returns the number of registrations of kind k known bus-wide.
 func (d *Directory) Len(k bus.Kind) int {
 	d.mu.RLock()

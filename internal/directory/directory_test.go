@@ -115,9 +115,9 @@ type rawNode struct {
 	acks  *nats.Subscription
 
 	mu     sync.Mutex
-	script []rawTable // answers to the next table requests; the last repeats
-	served int        // table requests answered
-	ver    uint64     // its current version, as its probe answers say: the highest announced or scripted
+	script []rawTable    // answers to the next table requests; the last repeats
+	served int           // table requests answered
+	ver    uint64        // its current version, as its probe answers say: the highest announced or scripted
 	frozen bool          // probes go unanswered
 	late   time.Duration // probes are answered this late
 	mute   bool          // table requests go unanswered

@@ -181,11 +181,14 @@ func (d *Directory) fetch(node string, p *peer) {
 		d.mu.Unlock()
 		return // dropped meanwhile
 	}
-	if err != nil && errors.Is(err, context.DeadlineExceeded) && d.ctx.Err() == nil {
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && d.ctx.Err() == nil && !p.unverified {
 		// A slow answer is no proof of death: on a loaded machine dropping
 		// here made live nodes re-announce and be fetched again, which loaded
 		// it more. The node keeps what we hold of it; the probes judge
 		// whether it lives and, if it does, compare versions and fetch again.
+		// A node only heard of (unverified) has nothing here to keep, and a
+		// leaving one answers no fetch: it is dropped below, and learned
+		// again if it lives.
 		d.stats.fetchTimeouts.Add(1)
 		d.o.Logger.Info("notifier: table fetch timed out; left to the probes", "peer", node)
 		p.fetching = false

@@ -1,6 +1,10 @@
 package directory
 
 import (
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/route"
 	"github.com/natsnotifier/notifier/match"
@@ -18,6 +22,66 @@ type Reg struct {
 	Value    int64
 	Slice    bool
 	Weight   float64
+}
+
+// regFields is the length of Reg's msgpack array.
+const regFields = 8
+
+// EncodeMsgpack writes r as the array of its fields, the form the struct
+// tag describes; written out because every peer decodes every Reg of every
+// announcement, and reflection made that the directory's main cost.
+func (r Reg) EncodeMsgpack(e *msgpack.Encoder) error {
+	for _, err := range []error{
+		e.EncodeArrayLen(regFields),
+		e.EncodeUint(r.ID), e.EncodeUint(uint64(r.Kind)),
+		e.EncodeString(r.Object), e.EncodeString(r.Cmd),
+		e.EncodeInt(r.Mask), e.EncodeInt(r.Value),
+		e.EncodeBool(r.Slice), e.EncodeFloat64(r.Weight),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodeMsgpack reads what EncodeMsgpack writes. Fields beyond the eight
+// known (a newer peer's) are skipped; missing ones stay zero.
+func (r *Reg) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	*r = Reg{}
+	for i := range max(n, 0) {
+		var err error
+		switch i {
+		case 0:
+			r.ID, err = d.DecodeUint64()
+		case 1:
+			var k uint8
+			k, err = d.DecodeUint8()
+			r.Kind = bus.Kind(k)
+		case 2:
+			r.Object, err = d.DecodeString()
+		case 3:
+			r.Cmd, err = d.DecodeString()
+		case 4:
+			r.Mask, err = d.DecodeInt64()
+		case 5:
+			r.Value, err = d.DecodeInt64()
+		case 6:
+			r.Slice, err = d.DecodeBool()
+		case 7:
+			r.Weight, err = d.DecodeFloat64()
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return fmt.Errorf("registration field %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // RegRef names one registration on the bus. It is the routing planner's

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/testenv"
 )
@@ -100,4 +102,26 @@ func TestFetchTimeoutKeepsPeer(t *testing.T) {
 	r.set(func(r *rawNode) { r.mute = false })
 	eventually(t, waitTimeout, func() bool { return slices.Equal(ids(n1, bus.KindPub, "r1"), []uint64{7, 8}) },
 		"the probes repair r1's table (n1 holds %v)", ids(n1, bus.KindPub, "r1"))
+}
+
+// TestFetchTimeoutDropsUnverified: a node only heard of (here: it probed
+// us) whose table fetch gets no answer (a leaving node answers none) is
+// dropped, not kept as a ghost that nothing would probe.
+func TestFetchTimeoutDropsUnverified(t *testing.T) {
+	s := startServer(t)
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1")
+	r := newRawNode(t, s.URL(), "r2")
+	r.set(func(r *rawNode) { r.mute = true })
+	data, err := msgpack.Marshal(&probe{Node: "r2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.nc.Request(testSubjects.NodeProbe("n1"), data, waitTimeout); err != nil {
+		t.Fatalf("probe of n1: %v", err)
+	}
+	eventually(t, waitTimeout, func() bool { return r.servedCount() > 0 }, "n1 asks the prober r2 for its table")
+	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r2") }, "n1 drops r2, whose table never came")
+	if got := n1.Stats().FetchTimeouts; got != 0 {
+		t.Errorf("FetchTimeouts = %d: the unverified node was kept past its fetch", got)
+	}
 }
