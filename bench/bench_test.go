@@ -278,3 +278,48 @@ func BenchmarkBig(b *testing.B) {
 		b.ReportMetric(rows[2].NotifierVal, "ns/lookup-publish")
 	}
 }
+
+// TestScaleClusterShort runs the scale rows on a 3-server cluster
+// (-scale-servers 3) with a small bus: every row measured but the restart
+// row, which says it was not, each named for the cluster, and the idle
+// traffic summed over the servers.
+func TestScaleClusterShort(t *testing.T) {
+	cfg := shortConfig()
+	cfg.runs = 1
+	cfg.only = []string{"scale"}
+	cfg.servers = 3
+	cfg.scaleNodes = 12
+	var logw bytes.Buffer
+	rows, err := measure(cfg, &logw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(logw.String())
+		}
+	}()
+	if len(rows) != 10 {
+		t.Fatalf("%d rows, want 10", len(rows))
+	}
+	for _, r := range rows {
+		if !strings.Contains(r.Name, "3 servers") {
+			t.Errorf("row %q does not name the cluster", r.Name)
+		}
+		if r.Err != nil {
+			t.Errorf("%s: %v", r.Name, r.Err)
+		}
+		if strings.Contains(r.Name, "restart") {
+			if !strings.Contains(r.Notes, "not measured on a cluster") {
+				t.Errorf("restart row on a cluster: %q", r.Notes)
+			}
+			continue
+		}
+		if strings.Contains(r.Name, "idle server msgs/s") {
+			// 8N on one server; a probe crossing a route counts on both.
+			if n := float64(cfg.scaleNodes); r.NotifierVal < 4*n || r.NotifierVal > 30*n {
+				t.Errorf("%s = %.0f msgs/s, want between 4·N and 30·N", r.Name, r.NotifierVal)
+			}
+		}
+	}
+}

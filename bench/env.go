@@ -29,6 +29,8 @@ type env struct {
 	cfg     config
 	srv     *testenv.Server
 	url     string
+	cluster []*testenv.Server // the scale row's cluster (-scale-servers), srv among them; nil: srv alone
+	spread  atomic.Int64      // round robin of connectNotifier over the cluster
 	log     io.Writer
 	seq     atomic.Int64 // prefixes and subjects, unique per rig
 	payload []byte
@@ -75,9 +77,14 @@ func (e *env) notifierOpts(prefix string, extra ...notifier.Option) []notifier.O
 	return append(opts, extra...)
 }
 
-// connectNotifier joins the bus under prefix.
+// connectNotifier joins the bus under prefix, on the next server of the
+// cluster in turn if there is one.
 func (e *env) connectNotifier(prefix string, extra ...notifier.Option) (*notifier.Notifier, error) {
-	n, err := notifier.Connect(e.url, e.notifierOpts(prefix, extra...)...)
+	url := e.url
+	if len(e.cluster) > 0 {
+		url = e.cluster[int(e.spread.Add(1))%len(e.cluster)].URL()
+	}
+	n, err := notifier.Connect(url, e.notifierOpts(prefix, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("notifier connect: %w", err)
 	}

@@ -5,18 +5,29 @@ import (
 	"time"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/testenv"
 )
 
 // serverCounts are the embedded server's message and byte counters.
 type serverCounts struct{ inMsgs, outMsgs, inBytes, outBytes int64 }
 
-// readCounts reads the counters from the server's Varz.
+// readCounts reads the counters from the server's Varz, summed over the
+// cluster if there is one (a message crossing a route then counts on both
+// servers).
 func (e *env) readCounts() (serverCounts, error) {
-	v, err := e.srv.Server().Varz(nil)
-	if err != nil {
-		return serverCounts{}, err
+	servers := e.cluster
+	if len(servers) == 0 {
+		servers = []*testenv.Server{e.srv}
 	}
-	return serverCounts{v.InMsgs, v.OutMsgs, v.InBytes, v.OutBytes}, nil
+	var c serverCounts
+	for _, s := range servers {
+		v, err := s.Server().Varz(nil)
+		if err != nil {
+			return serverCounts{}, err
+		}
+		c.inMsgs, c.outMsgs, c.inBytes, c.outBytes = c.inMsgs+v.InMsgs, c.outMsgs+v.OutMsgs, c.inBytes+v.InBytes, c.outBytes+v.OutBytes
+	}
+	return c, nil
 }
 
 // waitPeers waits until every Notifier of ns knows len(ns)-1 peers (the

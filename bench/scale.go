@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/testenv"
 )
 
 // heapAfterGC returns HeapAlloc after collecting garbage.
@@ -108,6 +110,34 @@ func scaleBatchReg(b *notifier.Batch, i, k int, sub notifier.Subscriber, resp no
 }
 
 func runScale(e *env) ([]Row, error) {
+	if e.cfg.servers <= 1 {
+		return runScaleBus(e)
+	}
+	// A cluster of its own: the Notifiers connect to its servers in turn,
+	// the victims of the crash rows to the first, and idle traffic is summed
+	// over the servers.
+	servers, err := testenv.StartCluster(e.cfg.servers)
+	if err != nil {
+		return nil, fmt.Errorf("cluster of %d: %w", e.cfg.servers, err)
+	}
+	srv, url := e.srv, e.url
+	e.srv, e.url, e.cluster = servers[0], servers[0].URL(), servers
+	defer func() {
+		e.srv, e.url, e.cluster = srv, url, nil
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	}()
+	rows, err := runScaleBus(e)
+	for i := range rows {
+		rows[i].Name = strings.Replace(rows[i].Name, "scale ", fmt.Sprintf("scale, %d servers: ", len(servers)), 1)
+	}
+	return rows, err
+}
+
+// runScaleBus builds the scale bus on e's server (or cluster) and measures
+// it.
+func runScaleBus(e *env) ([]Row, error) {
 	nodes, regs := e.cfg.scaleNodes, e.cfg.scaleRegs
 	prefix := e.unique("benchscale")
 	// Setup Notifiers wait as long as the O(N²) registration storm needs;
@@ -343,6 +373,11 @@ func runScale(e *env) ([]Row, error) {
 		rows = append(rows, rates...)
 	}
 	rows = append(rows, crashRows(e, ns, prefix)...)
+	if len(e.cluster) > 0 {
+		rows = append(rows, Row{Key: "scale", Name: fmt.Sprintf("scale %d: server restart (finding, no target)", nodes),
+			Notifier: "–", Raw: "–", Ratio: "–", Notes: "not measured on a cluster: run with -scale-servers 1"})
+		return rows, nil
+	}
 	rows = append(rows, restartRow(e, ns, restartSink))
 	return rows, nil
 }
