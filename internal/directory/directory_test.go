@@ -121,6 +121,7 @@ type rawNode struct {
 	frozen bool          // probes go unanswered
 	late   time.Duration // probes are answered this late
 	mute   bool          // table requests go unanswered
+	probes int           // probes received
 }
 
 type rawTable struct {
@@ -173,6 +174,7 @@ func (r *rawNode) serve(m *nats.Msg) {
 func (r *rawNode) probed(m *nats.Msg) {
 	r.mu.Lock()
 	ver, frozen, late := r.ver, r.frozen, r.late
+	r.probes++
 	r.mu.Unlock()
 	if frozen {
 		return
@@ -213,6 +215,12 @@ func (r *rawNode) answer(tabs ...rawTable) {
 		r.ver = max(r.ver, tab.ver)
 	}
 	r.mu.Unlock()
+}
+
+func (r *rawNode) probeCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.probes
 }
 
 func (r *rawNode) servedCount() int {

@@ -181,18 +181,21 @@ func (d *Directory) fetch(node string, p *peer) {
 		d.mu.Unlock()
 		return // dropped meanwhile
 	}
-	if err != nil && errors.Is(err, context.DeadlineExceeded) && d.ctx.Err() == nil && !p.unverified {
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && d.ctx.Err() == nil {
 		// A slow answer is no proof of death: on a loaded machine dropping
 		// here made live nodes re-announce and be fetched again, which loaded
-		// it more. The node keeps what we hold of it; the probes judge
-		// whether it lives and, if it does, compare versions and fetch again.
-		// A node only heard of (unverified) has nothing here to keep, and a
-		// leaving one answers no fetch: it is dropped below, and learned
-		// again if it lives.
+		// it more. The node keeps what we hold of it and the probes judge
+		// whether it lives; if it does, they compare versions and fetch
+		// again. A node only heard of (unverified) is probed at once, since
+		// it may be no ring successor of ours: a leaving node answers
+		// neither fetch nor probe and is dropped, not kept as a ghost.
 		d.stats.fetchTimeouts.Add(1)
 		d.o.Logger.Info("notifier: table fetch timed out; left to the probes", "peer", node)
 		p.fetching = false
 		close(p.fetched)
+		if p.unverified {
+			d.startProbeLocked(node, false)
+		}
 		d.mu.Unlock()
 		return
 	}

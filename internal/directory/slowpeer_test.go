@@ -104,24 +104,49 @@ func TestFetchTimeoutKeepsPeer(t *testing.T) {
 		"the probes repair r1's table (n1 holds %v)", ids(n1, bus.KindPub, "r1"))
 }
 
-// TestFetchTimeoutDropsUnverified: a node only heard of (here: it probed
-// us) whose table fetch gets no answer (a leaving node answers none) is
-// dropped, not kept as a ghost that nothing would probe.
-func TestFetchTimeoutDropsUnverified(t *testing.T) {
+// probingNow reports whether a probe of node is in flight.
+func (d *Directory) probingNow(node string) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.probing[node]
+}
+
+// TestFetchTimeoutProbesUnverified: a node only heard of (here: it probed
+// us) whose table fetch gets no answer is probed at once: kept while it
+// answers probes (a slow but live node), dropped when it answers neither (a
+// leaving one), not kept as a ghost that no ring probe would reach.
+func TestFetchTimeoutProbesUnverified(t *testing.T) {
 	s := startServer(t)
 	n1 := join(t, testenv.Connect(t, s.URL()), "n1")
-	r := newRawNode(t, s.URL(), "r2")
-	r.set(func(r *rawNode) { r.mute = true })
-	data, err := msgpack.Marshal(&probe{Node: "r2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.nc.Request(testSubjects.NodeProbe("n1"), data, waitTimeout); err != nil {
-		t.Fatalf("probe of n1: %v", err)
-	}
-	eventually(t, waitTimeout, func() bool { return r.servedCount() > 0 }, "n1 asks the prober r2 for its table")
-	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r2") }, "n1 drops r2, whose table never came")
-	if got := n1.Stats().FetchTimeouts; got != 0 {
-		t.Errorf("FetchTimeouts = %d: the unverified node was kept past its fetch", got)
+	// o1 and o2 are n1's ring successors: the probe of r2 and r3 comes
+	// from the fetch's timeout, not from a probe round.
+	join(t, testenv.Connect(t, s.URL()), "o1")
+	join(t, testenv.Connect(t, s.URL()), "o2")
+	for _, tt := range []struct {
+		name   string
+		frozen bool
+	}{{"r2", false}, {"r3", true}} {
+		// n1 holds nothing of either: each is learned from its probe.
+		r := newRawNode(t, s.URL(), tt.name)
+		r.set(func(r *rawNode) { r.mute, r.frozen = true, tt.frozen })
+		data, err := msgpack.Marshal(&probe{Node: tt.name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		timeouts := n1.Stats().FetchTimeouts
+		if _, err := r.nc.Request(testSubjects.NodeProbe("n1"), data, waitTimeout); err != nil {
+			t.Fatalf("%s's probe of n1: %v", tt.name, err)
+		}
+		eventually(t, waitTimeout, func() bool { return n1.Stats().FetchTimeouts > timeouts }, "n1's fetch of %s times out", tt.name)
+		if !tt.frozen {
+			// Probed at once and answered (version 0, as held): kept.
+			eventually(t, waitTimeout, func() bool { return r.probeCount() > 0 }, "n1 probes %s", tt.name)
+			eventually(t, waitTimeout, func() bool { return !n1.probingNow(tt.name) }, "n1's probe of %s ends", tt.name)
+			if !slices.Contains(peers(n1), tt.name) {
+				t.Fatalf("n1 dropped %s, which answers probes", tt.name)
+			}
+			continue
+		}
+		eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), tt.name) }, "n1 drops %s, which answers nothing", tt.name)
 	}
 }
