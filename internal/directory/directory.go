@@ -70,7 +70,8 @@ type Stats struct {
 	// later probe round.
 	Fetches, FetchTimeouts, RepairsSkipped uint64
 	// ProbesSent counts ring probes; ProbesLate the successors that left
-	// two probes unanswered but were heard from meanwhile, so were kept;
+	// two probes unanswered but were kept: heard from meanwhile, or this
+	// node was too busy to judge (its timer woke late, replies waited);
 	// DropsReported the peers this node's probes found gone; Reannounced
 	// how often this node re-announced itself after it was reported gone or
 	// impersonated.
@@ -126,10 +127,11 @@ type Directory struct {
 	reannounce chan struct{} // buffered 1
 	lastReann  time.Time     // under mu
 
-	subs   []*nats.Subscription
-	ctx    context.Context // canceled by Close; bounds every request
-	cancel context.CancelFunc
-	resync chan struct{} // buffered 1: a pending resync request is enough
+	subs    []*nats.Subscription
+	replies *nats.Subscription // of the inbox: fetch and probe replies
+	ctx     context.Context    // canceled by Close; bounds every request
+	cancel  context.CancelFunc
+	resync  chan struct{} // buffered 1: a pending resync request is enough
 
 	// Table fetches share one wildcard inbox subscription.
 	inbox    string
@@ -244,6 +246,9 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		}
 		_ = sub.SetPendingLimits(-1, -1) // directory traffic is bounded by the bus size
 		d.subs = append(d.subs, sub)
+		if s.subj == d.inbox+".*" {
+			d.replies = sub
+		}
 	}
 	fctx := ctx
 	if _, ok := ctx.Deadline(); !ok {

@@ -96,6 +96,7 @@ func (d *Directory) probe(node string, vector bool) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	start := time.Now()
+	var late time.Duration // how much later than asked the timer woke us, at most
 	for attempt := 0; attempt < 2; attempt++ {
 		d.mu.RLock()
 		q := probe{Node: d.o.Node, Digest: d.digest, Vector: vector}
@@ -110,6 +111,7 @@ func (d *Directory) probe(node string, vector bool) {
 			return // closed, or disconnected and not buffering: judge later
 		}
 		t.Reset(timeout)
+		due := time.Now().Add(timeout)
 		select {
 		case <-d.ctx.Done():
 			return
@@ -127,14 +129,15 @@ func (d *Directory) probe(node string, vector bool) {
 			d.reportDrop(node, "no responders to a probe")
 			return
 		case <-t.C:
+			late = max(late, time.Since(due))
 		}
 		if !d.nc.IsConnected() {
 			return // we cannot tell; judge after the reconnect
 		}
 	}
-	if d.heardSince(node, start) {
+	if d.heardSince(node, start) || d.starved(late, timeout) {
 		d.stats.probesLate.Add(1)
-		return // alive but slow: the next round probes it again
+		return // alive but slow, or we cannot tell: the next round probes it again
 	}
 	d.reportDrop(node, "probes unanswered")
 }
@@ -165,6 +168,24 @@ func (d *Directory) observeRTT(rtt time.Duration) {
 			return
 		}
 	}
+}
+
+// starved reports whether this node was too busy to judge a probe: the
+// timer woke it more than half a timeout late, or replies wait undelivered
+// in its inbox (the answer may be among them). On a saturated machine every
+// message is late, the successor's answer as much as its other messages;
+// dropping it then only adds a drop, a re-announcement and fetches to the
+// load.
+func (d *Directory) starved(late, timeout time.Duration) bool {
+	if late > timeout/2 {
+		return true
+	}
+	if d.replies != nil {
+		if msgs, _, err := d.replies.Pending(); err == nil && msgs > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // heardSince reports whether node sent this node anything after t.
