@@ -76,6 +76,9 @@ type Stats struct {
 	// how often this node re-announced itself after it was reported gone or
 	// impersonated.
 	ProbesSent, ProbesLate, DropsReported, Reannounced uint64
+	// DropsDoubted counts drops reported by others that this node did not
+	// follow, having heard from the node within the Expiry.
+	DropsDoubted uint64
 	// Batches counts the announcements of registration changes; Changes
 	// the Announce calls they carried (group commit: Changes/Batches per
 	// announcement).
@@ -83,8 +86,8 @@ type Stats struct {
 }
 
 type counters struct {
-	undecodable, forged, fetches, fetchTimeouts, repairsSkipped atomic.Uint64
-	probes, probesLate, drops, reannounced, batches, changes    atomic.Uint64
+	undecodable, forged, fetches, fetchTimeouts, repairsSkipped            atomic.Uint64
+	probes, probesLate, drops, dropsDoubted, reannounced, batches, changes atomic.Uint64
 }
 
 // Directory is one node's live view of every registration on the bus,
@@ -297,7 +300,7 @@ func (d *Directory) Stats() Stats {
 	return Stats{
 		Undecodable: c.undecodable.Load(), Forged: c.forged.Load(),
 		Fetches: c.fetches.Load(), FetchTimeouts: c.fetchTimeouts.Load(), RepairsSkipped: c.repairsSkipped.Load(),
-		ProbesSent: c.probes.Load(), ProbesLate: c.probesLate.Load(), DropsReported: c.drops.Load(), Reannounced: c.reannounced.Load(),
+		ProbesSent: c.probes.Load(), ProbesLate: c.probesLate.Load(), DropsDoubted: c.dropsDoubted.Load(), DropsReported: c.drops.Load(), Reannounced: c.reannounced.Load(),
 		Batches: c.batches.Load(), Changes: c.changes.Load(),
 	}
 }

@@ -207,7 +207,8 @@ func (d *Directory) reportDrop(node, why string) {
 	ver := p.ver
 	d.dropLocked(node, why)
 	d.stats.drops.Add(1)
-	data, err := msgpack.Marshal(&announcement{Type: annDrop, Node: d.o.Node, Ver: ver, Target: node})
+	proven := why != "probes unanswered"
+	data, err := msgpack.Marshal(&announcement{Type: annDrop, Node: d.o.Node, Ver: ver, Target: node, Proven: proven})
 	if err == nil {
 		_ = d.nc.Publish(d.o.Subjects.Ann(d.o.Node), data)
 	}

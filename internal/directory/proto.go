@@ -121,6 +121,7 @@ type announcement struct {
 	Puts     []Reg
 	Dels     []uint64
 	Target   string // annDrop: the node found gone
+	Proven   bool   // annDrop: NATS said "no responders" (not only unanswered probes)
 }
 
 // ack confirms that Node has applied the announcer's table up to Ver.

@@ -29,15 +29,15 @@ func TestWireRoundTrip(t *testing.T) {
 		out   func() any
 	}{
 		{"Reg", &wireRegs[1], 0x98, func() any { return new(Reg) }},
-		{"heartbeat", &announcement{Type: annHeartbeat, Node: "n1", Ver: math.MaxUint64}, 0x96, func() any { return new(announcement) }},
-		{"delta", &announcement{Type: annDelta, Node: "n1", Ver: 3, Puts: wireRegs, Dels: []uint64{0, 1, math.MaxUint64}}, 0x96, func() any { return new(announcement) }},
-		{"bye", &announcement{Type: annBye, Node: "n1"}, 0x96, func() any { return new(announcement) }},
+		{"heartbeat", &announcement{Type: annHeartbeat, Node: "n1", Ver: math.MaxUint64}, 0x97, func() any { return new(announcement) }},
+		{"delta", &announcement{Type: annDelta, Node: "n1", Ver: 3, Puts: wireRegs, Dels: []uint64{0, 1, math.MaxUint64}}, 0x97, func() any { return new(announcement) }},
+		{"bye", &announcement{Type: annBye, Node: "n1"}, 0x97, func() any { return new(announcement) }},
 		{"ack", &ack{Node: "n2", Ver: 1 << 33}, 0x92, func() any { return new(ack) }},
 		{"table part", &tablePart{Node: "n1", Ver: 9, Part: 2, Parts: 3, Regs: wireRegs}, 0x95, func() any { return new(tablePart) }},
 		{"empty table", &tablePart{Node: "n1", Parts: 1}, 0x95, func() any { return new(tablePart) }},
 		{"probe", &probe{Node: "n1", Digest: math.MaxUint64, Vector: true}, 0x93, func() any { return new(probe) }},
 		{"probe reply", &probeReply{Node: "n2", Ver: 7, Digest: 1, Knows: true, Nodes: []string{"n1", "n2"}, Vers: []uint64{0, 7}}, 0x96, func() any { return new(probeReply) }},
-		{"drop", &announcement{Type: annDrop, Node: "n1", Ver: 2, Puts: []Reg{}, Dels: []uint64{}, Target: "n2"}, 0x96, func() any { return new(announcement) }},
+		{"drop", &announcement{Type: annDrop, Node: "n1", Ver: 2, Puts: []Reg{}, Dels: []uint64{}, Target: "n2"}, 0x97, func() any { return new(announcement) }},
 		{"member list", &memberList{Nodes: []string{"n1", "n2", "héllo"}}, 0x91, func() any { return new(memberList) }},
 	}
 	for _, tt := range tests {

@@ -76,7 +76,14 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 		if a.Target == d.o.Node {
 			reann = true // alive: say so
 		} else if t := d.peers[a.Target]; t != nil && t.ver <= a.Ver {
-			d.dropLocked(a.Target, "reported gone by "+a.Node)
+			if !a.Proven && time.Since(t.heard) < d.o.Expiry {
+				// Only unanswered probes, and we heard from it within the
+				// time its prober waited: the prober was wrong or too busy.
+				// Our probes, or a vector comparison, still judge it.
+				d.stats.dropsDoubted.Add(1)
+			} else {
+				d.dropLocked(a.Target, "reported gone by "+a.Node)
+			}
 		}
 		if p == nil {
 			d.repairLocked(a.Node)
