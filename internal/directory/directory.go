@@ -143,6 +143,7 @@ type Directory struct {
 	fetchChs map[string]chan *nats.Msg
 
 	gone     []string      // dropped nodes not yet passed to OnPeerGone; under mu
+	unproven []time.Time   // the last drops for unanswered probes; under mu
 	goneWake chan struct{} // buffered 1: gone has entries
 
 	stats       counters

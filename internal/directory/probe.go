@@ -196,6 +196,35 @@ func (d *Directory) heardSince(node string, t time.Time) bool {
 	return p != nil && p.heard.After(t)
 }
 
+// maxUnproven is how many drops for unanswered probes (this node's and
+// those reported to it) may fall within two Heartbeats before further ones
+// are doubted: one frozen process makes one or two, a stall of the whole
+// bus (a long GC pause of a process hosting many nodes, a paused VM) makes
+// one per node, and following them all would drop the whole bus and make
+// every node re-announce itself to every other: N² messages.
+const maxUnproven = 3
+
+// manyUnprovenLocked reports whether maxUnproven drops for unanswered
+// probes fell within the last two Heartbeats.
+func (d *Directory) manyUnprovenLocked(now time.Time) bool {
+	n := 0
+	for _, t := range d.unproven {
+		if now.Sub(t) < 2*d.o.Heartbeat {
+			n++
+		}
+	}
+	return n >= maxUnproven
+}
+
+// noteUnprovenLocked records a drop for unanswered probes, keeping the last
+// few.
+func (d *Directory) noteUnprovenLocked(now time.Time) {
+	if len(d.unproven) >= 2*maxUnproven {
+		d.unproven = d.unproven[1:]
+	}
+	d.unproven = append(d.unproven, now)
+}
+
 // reportDrop drops node and tells every node, once per drop.
 func (d *Directory) reportDrop(node, why string) {
 	d.mu.Lock()
@@ -204,10 +233,19 @@ func (d *Directory) reportDrop(node, why string) {
 	if p == nil || d.closed || d.leaving {
 		return
 	}
+	proven := why != "probes unanswered"
+	if !proven && d.manyUnprovenLocked(time.Now()) {
+		// Several nodes went silent at once: more likely the bus (or this
+		// machine) stalled than they all froze. Judge again next round.
+		d.stats.probesLate.Add(1)
+		return
+	}
+	if !proven {
+		d.noteUnprovenLocked(time.Now())
+	}
 	ver := p.ver
 	d.dropLocked(node, why)
 	d.stats.drops.Add(1)
-	proven := why != "probes unanswered"
 	data, err := msgpack.Marshal(&announcement{Type: annDrop, Node: d.o.Node, Ver: ver, Target: node, Proven: proven})
 	if err == nil {
 		_ = d.nc.Publish(d.o.Subjects.Ann(d.o.Node), data)

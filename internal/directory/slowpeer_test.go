@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/natsnotifier/notifier/bus"
@@ -148,5 +149,90 @@ func TestFetchTimeoutProbesUnverified(t *testing.T) {
 			continue
 		}
 		eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), tt.name) }, "n1 drops %s, which answers nothing", tt.name)
+	}
+}
+
+// TestDropReportDoubted: a drop another node reports for unanswered probes
+// is not followed by a node that heard from the target within the Expiry;
+// a drop NATS proved ("no responders") is followed at once.
+func TestDropReportDoubted(t *testing.T) {
+	s := startServer(t)
+	const expiry = 10 * time.Second // "recently" covers the whole test
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withExpiry(expiry))
+	reporter := newRawNode(t, s.URL(), "r0")
+	reporter.announce(announcement{Type: annFull})
+	reporter.expectAcks(0, "n1")
+	target := newRawNode(t, s.URL(), "r1")
+	target.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
+	target.expectAcks(0, "n1")
+
+	reporter.announce(announcement{Type: annDrop, Target: "r1"})
+	eventually(t, waitTimeout, func() bool { return n1.Stats().DropsDoubted == 1 }, "n1 doubts the unproven drop of r1")
+	if !slices.Contains(peers(n1), "r1") {
+		t.Fatal("n1 followed a drop report for a node it just heard from")
+	}
+	reporter.announce(announcement{Type: annDrop, Target: "r1", Proven: true})
+	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 follows the proven drop of r1")
+	if got := n1.Stats().DropsDoubted; got != 1 {
+		t.Errorf("DropsDoubted = %d, want 1", got)
+	}
+}
+
+// TestStarved: a prober judges nothing when its timer woke more than half a
+// timeout late, or when replies wait undelivered in its inbox.
+func TestStarved(t *testing.T) {
+	d := &Directory{}
+	if d.starved(0, time.Second) || d.starved(400*time.Millisecond, time.Second) {
+		t.Error("starved with the timer on time")
+	}
+	if !d.starved(600*time.Millisecond, time.Second) {
+		t.Error("not starved with the timer 600 ms late of 1 s")
+	}
+	s := startServer(t)
+	nc := testenv.Connect(t, s.URL())
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	sub, err := nc.Subscribe("replies", func(*nats.Msg) { <-block })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.replies = sub
+	if d.starved(0, time.Second) {
+		t.Error("starved with an empty inbox")
+	}
+	for range 3 {
+		if err := nc.Publish("replies", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, waitTimeout, func() bool { n, _, _ := sub.Pending(); return n > 0 }, "replies wait in the inbox")
+	if !d.starved(0, time.Second) {
+		t.Error("not starved with replies waiting in the inbox")
+	}
+}
+
+// TestManyUnproven: three drops for unanswered probes within two Heartbeats
+// make further ones doubted; they age out after two Heartbeats; only the
+// last few are kept.
+func TestManyUnproven(t *testing.T) {
+	d := &Directory{o: Options{Heartbeat: time.Second}}
+	now := time.Now()
+	for i := range maxUnproven {
+		if d.manyUnprovenLocked(now) {
+			t.Fatalf("doubting after %d drops", i)
+		}
+		d.noteUnprovenLocked(now.Add(time.Duration(i) * 100 * time.Millisecond))
+	}
+	if !d.manyUnprovenLocked(now.Add(time.Second)) {
+		t.Errorf("%d drops within a second not many", maxUnproven)
+	}
+	if d.manyUnprovenLocked(now.Add(3 * time.Second)) {
+		t.Error("drops older than two Heartbeats still counted")
+	}
+	for range 100 {
+		d.noteUnprovenLocked(now)
+	}
+	if len(d.unproven) > 2*maxUnproven {
+		t.Errorf("%d drops kept", len(d.unproven))
 	}
 }

@@ -76,12 +76,18 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 		if a.Target == d.o.Node {
 			reann = true // alive: say so
 		} else if t := d.peers[a.Target]; t != nil && t.ver <= a.Ver {
-			if !a.Proven && time.Since(t.heard) < d.o.Expiry {
+			now := time.Now()
+			switch {
+			case a.Proven:
+				d.dropLocked(a.Target, "reported gone by "+a.Node)
+			case now.Sub(t.heard) < d.o.Expiry || d.manyUnprovenLocked(now):
 				// Only unanswered probes, and we heard from it within the
-				// time its prober waited: the prober was wrong or too busy.
-				// Our probes, or a vector comparison, still judge it.
+				// time its prober waited, or many such reports at once (a
+				// stall): the prober was wrong or too busy. Our probes, or
+				// a vector comparison, still judge it.
 				d.stats.dropsDoubted.Add(1)
-			} else {
+			default:
+				d.noteUnprovenLocked(now)
 				d.dropLocked(a.Target, "reported gone by "+a.Node)
 			}
 		}
