@@ -164,6 +164,7 @@ type peer struct {
 
 	unverified bool      // learned indirectly; not waited for until its table is in
 	heard      time.Time // when it last sent us anything: evidence it lives
+	applied    time.Time // when we last applied a delta or full table of its
 
 	// Probe bookkeeping (as a successor of this node).
 	verOff, digestOff bool   // the last answer differed from what we hold

@@ -196,6 +196,15 @@ func (d *Directory) heardSince(node string, t time.Time) bool {
 	return p != nil && p.heard.After(t)
 }
 
+// streamingLocked reports whether p's deltas keep arriving (one applied
+// within two Heartbeats): then being behind is lag, and a lost delta shows
+// as a gap in the next one. Version repairs are for a node gone quiet after
+// a lost delta; fetching the table of a node that is busy registering only
+// adds load, and on a saturated machine adds it from every peer at once.
+func (d *Directory) streamingLocked(p *peer) bool {
+	return time.Since(p.applied) < 2*d.o.Heartbeat
+}
+
 // maxUnproven is how many drops for unanswered probes (this node's and
 // those reported to it) may fall within two Heartbeats before further ones
 // are doubted: one frozen process makes one or two, a stall of the whole
@@ -318,7 +327,7 @@ func (d *Directory) onProbeReply(node string, m *nats.Msg, vector bool) {
 	// only when the version of the last answer is still not the one we hold
 	// and this answer differs too: a delta was lost (or a version forged).
 	verOff := r.Ver != p.ver
-	if verOff && p.verOff && p.claimed != p.ver && !p.fetching {
+	if verOff && p.verOff && p.claimed != p.ver && !p.fetching && !d.streamingLocked(p) {
 		d.fetchLocked(node, p)
 	}
 	p.verOff, p.claimed = verOff, r.Ver
@@ -364,7 +373,7 @@ func (d *Directory) reconcileLocked(from string, nodes []string, vers []uint64) 
 			// Newer there: the deltas may be on their way. Fetch only if
 			// the next vector finds us still behind this one.
 			p.vecBehind = vers[i]
-		case !p.fetching:
+		case !p.fetching && !d.streamingLocked(p):
 			p.vecBehind = vers[i]
 			if d.limiter.takeLocked(time.Now()) {
 				d.fetchLocked(n, p)

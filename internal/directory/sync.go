@@ -222,6 +222,7 @@ func (d *Directory) dueAcksLocked(p *peer) []pendingAck {
 }
 
 func (d *Directory) applyLocked(node string, p *peer, a *announcement) {
+	p.applied = time.Now()
 	for _, r := range a.Puts {
 		d.putLocked(node, r)
 	}
@@ -233,6 +234,7 @@ func (d *Directory) applyLocked(node string, p *peer, a *announcement) {
 
 // applyFullLocked replaces what is held of node by the table in a.
 func (d *Directory) applyFullLocked(node string, p *peer, a *announcement) {
+	p.applied = time.Now()
 	d.replaceLocked(node, p, a.Puts, a.Ver)
 }
 
