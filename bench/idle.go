@@ -11,9 +11,10 @@ import (
 // serverCounts are the embedded server's message and byte counters.
 type serverCounts struct{ inMsgs, outMsgs, inBytes, outBytes int64 }
 
-// readCounts reads the counters from the server's Varz, summed over the
-// cluster if there is one (a message crossing a route then counts on both
-// servers).
+// readCounts reads the counters from the server's Varz. On a cluster they
+// are summed over the servers, less what the routes carried (Routez): the
+// traffic of the clients, each message counted once into the cluster and
+// once out of it per receiving client, as on one server.
 func (e *env) readCounts() (serverCounts, error) {
 	servers := e.cluster
 	if len(servers) == 0 {
@@ -26,6 +27,16 @@ func (e *env) readCounts() (serverCounts, error) {
 			return serverCounts{}, err
 		}
 		c.inMsgs, c.outMsgs, c.inBytes, c.outBytes = c.inMsgs+v.InMsgs, c.outMsgs+v.OutMsgs, c.inBytes+v.InBytes, c.outBytes+v.OutBytes
+		if len(e.cluster) == 0 {
+			continue
+		}
+		rz, err := s.Server().Routez(nil)
+		if err != nil {
+			return serverCounts{}, err
+		}
+		for _, r := range rz.Routes {
+			c.inMsgs, c.outMsgs, c.inBytes, c.outBytes = c.inMsgs-r.InMsgs, c.outMsgs-r.OutMsgs, c.inBytes-r.InBytes, c.outBytes-r.OutBytes
+		}
 	}
 	return c, nil
 }
@@ -93,6 +104,9 @@ func idleRow(e *env, ns []*notifier.Notifier, regs int) Row {
 	row.Notifier, row.Raw, row.Ratio = fmt.Sprintf("%.0f", in+out), "–", fmt.Sprintf("%.0f", in+out)
 	row.Notes = fmt.Sprintf("server Varz over %.1f s: %.0f msgs/s in, %.0f out (%.2f·N and %.2f·N; protocol: 4N each), %s/s in, %s/s out (%.0f B/s per Notifier each way); %d/%d Notifiers knew all %d peers",
 		sec, in, out, in/float64(nodes), out/float64(nodes), fmtBytes(bin), fmtBytes(bout), (bin+bout)/2/float64(nodes), settled, nodes, nodes-1)
+	if len(e.cluster) > 0 {
+		row.Notes = fmt.Sprintf("%d servers' Varz summed, less their routes' counts (Routez): ", len(e.cluster)) + row.Notes
+	}
 	if settled < nodes {
 		row.Notes += "; BUS NOT SETTLED"
 		row.RatioVal = row.Target + 1
