@@ -94,16 +94,23 @@ type counters struct {
 // its own included. All methods are safe for concurrent use.
 //
 // Failure detection: the nodes, sorted by ID, form a ring; every Heartbeat
-// each node probes its two successors. A probe answered "no responders",
-// or two probes in a row unanswered, make the prober drop the successor and
-// announce the drop to all. A node that hears itself reported gone (or sees
-// a message in its name it did not send) re-announces its whole table
-// under a higher version. A probe's answer carries the successor's table
-// version and a digest of its view (XOR of a hash of every (node, version)
-// it holds): a version or digest that differs twice in a row makes the
-// prober fetch what it lacks, so a lost announcement is repaired within
-// two probe rounds. Idle traffic is two probes and two answers per node
-// per Heartbeat: 4N messages into the server and 4N out per second.
+// each node probes its two successors. A probe answered "no responders"
+// makes the prober drop the successor and announce the drop to all (a
+// proven drop, which every node follows). Two probes unanswered do the
+// same unless the successor sent anything meanwhile, or the prober was too
+// busy to judge (its timer woke late, replies waited in its inbox), or
+// three such drops already fell within two Heartbeats (a stall of the bus,
+// not that many frozen nodes); a node that heard from the target within
+// the Expiry doubts such a drop. A node that hears itself reported gone
+// (or sees a message in its name it did not send) re-announces its whole
+// table under a higher version. A probe's answer carries the successor's
+// table version and a digest of its view (XOR of a hash of every (node,
+// version) it holds): a version still behind what the previous answer
+// said, or a digest that differs twice in a row, makes the prober fetch
+// what it lacks (not while the node's deltas keep arriving: that is lag),
+// so a lost announcement is repaired within a few probe rounds. Idle
+// traffic is two probes and two answers per node per Heartbeat: 4N
+// messages into the server and 4N out per second.
 type Directory struct {
 	o  Options
 	nc *nats.Conn
