@@ -28,6 +28,7 @@ type config struct {
 	connectPar int           // Connects at once while building the scale bus
 	setupBatch bool          // the scale bus's registrations in one Batch per Notifier
 	servers    int           // servers of the scale bus: 1, or a cluster of this many
+	scaleHeap  bool          // measure the scale bus's heap (forced collections)
 	maxHeap    uint64        // live heap (as of the last GC) at which the scale row aborts
 	timeout    time.Duration // bound of one measured round
 	verbose    bool          // library warnings to stderr
@@ -49,6 +50,7 @@ func defaultConfig() config {
 		scalePar:   10,
 		connectPar: 1,
 		servers:    1,
+		scaleHeap:  true,
 		maxHeap:    2560 << 20,
 		timeout:    60 * time.Second,
 	}
@@ -89,6 +91,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	par := fs.Int("scale-par", d.scalePar, "Notifiers registering at once in the scale row; 0 means all at once")
 	cpar := fs.Int("scale-connect-par", d.connectPar, "Notifiers connecting at once while building the scale bus (1: sequential; 8 builds N=400 and 1000 in bounded time)")
 	setupBatch := fs.Bool("scale-setup-batch", false, "register each scale-bus Notifier's registrations in one Batch (default: one call each)")
+	scaleHeap := fs.Bool("scale-heap", true, "measure the heap per registration of the scale bus (forced collections, which stall a big bus: false for N = 1,000)")
 	servers := fs.Int("scale-servers", 1, "servers of the scale bus: 1, or a cluster (testenv.StartCluster) with the Notifiers spread over it; the restart row needs 1")
 	maxHeap := fs.Uint64("max-heap-mib", 0, "live heap (MiB, as of the last GC) at which the scale row aborts, protecting the machine (default 2560)")
 	timeout := fs.Duration("timeout", 0, "bound of one measured round (default 60s, -short 30s)")
@@ -129,6 +132,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-scale-servers %d: want at least 1", *servers)
 	}
 	c.servers = *servers
+	c.scaleHeap = *scaleHeap
 	if *maxHeap > 0 {
 		c.maxHeap = *maxHeap << 20
 	}
