@@ -95,7 +95,7 @@ func (d *Directory) probe(node string, vector bool) {
 	timeout := d.probeTimeout()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	start := time.Now()
+	start, busy0 := time.Now(), gcBusy()
 	var late time.Duration // how much later than asked the timer woke us, at most
 	for attempt := 0; attempt < 2; attempt++ {
 		d.mu.RLock()
@@ -135,7 +135,7 @@ func (d *Directory) probe(node string, vector bool) {
 			return // we cannot tell; judge after the reconnect
 		}
 	}
-	if d.heardSince(node, start) || d.starved(late, timeout) {
+	if d.heardSince(node, start) || d.starved(late, timeout) || gcStarved(busy0, start) {
 		d.stats.probesLate.Add(1)
 		return // alive but slow, or we cannot tell: the next round probes it again
 	}
@@ -170,7 +170,8 @@ func (d *Directory) observeRTT(rtt time.Duration) {
 	}
 }
 
-// starved reports whether this node was too busy to judge a probe: the
+// starved reports whether this node was too busy to judge a probe (see
+// also gcStarved): the
 // timer woke it more than half a timeout late, or replies wait undelivered
 // in its inbox (the answer may be among them). On a saturated machine every
 // message is late, the successor's answer as much as its other messages;

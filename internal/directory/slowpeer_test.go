@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -234,5 +235,35 @@ func TestManyUnproven(t *testing.T) {
 	}
 	if len(d.unproven) > 2*maxUnproven {
 		t.Errorf("%d drops kept", len(d.unproven))
+	}
+}
+
+// TestGCStarved: the collector's share is over a quarter of the
+// processors or not; gcBusy grows with collections.
+func TestGCStarved(t *testing.T) {
+	for _, tt := range []struct {
+		busy, window time.Duration
+		procs        int
+		want         bool
+	}{
+		{0, time.Second, 2, false},
+		{500 * time.Millisecond, time.Second, 2, false}, // exactly a quarter
+		{600 * time.Millisecond, time.Second, 2, true},
+		{300 * time.Millisecond, time.Second, 1, true},
+		{time.Second, 0, 2, false},
+	} {
+		if got := gcShareOver(tt.busy, tt.window, tt.procs); got != tt.want {
+			t.Errorf("gcShareOver(%v, %v, %d) = %v, want %v", tt.busy, tt.window, tt.procs, got, tt.want)
+		}
+	}
+	busy0 := gcBusy()
+	for range 5 {
+		runtime.GC()
+	}
+	if got := gcBusy(); got <= busy0 {
+		t.Errorf("gcBusy %v after 5 collections, %v before", got, busy0)
+	}
+	if gcStarved(gcBusy(), time.Now().Add(-time.Second)) {
+		t.Error("starved over a second without collections")
 	}
 }
