@@ -257,7 +257,7 @@ func (d *Directory) onFetchReply(m *nats.Msg) {
 	select {
 	case ch <- m:
 	default:
-		d.undecodable("table part", m, errors.New("more parts than announced"))
+		d.undecodable("reply", m, errors.New("more replies than the fetch or probe waits for"))
 	}
 }
 
