@@ -10,6 +10,23 @@ import (
 	"time"
 )
 
+// measureT runs the rows of cfg for t, failing it on an error; the
+// harness's log is shown if t fails.
+func measureT(t *testing.T, cfg config) []Row {
+	t.Helper()
+	var logw bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logw.String())
+		}
+	})
+	rows, err := measure(cfg, &logw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
 // TestHarnessShort runs every scenario with a few thousand messages, so the
 // harness keeps building and running in CI. It asserts that every row is
 // produced with sane numbers, never speed.
@@ -18,16 +35,7 @@ func TestHarnessShort(t *testing.T) {
 	cfg.runs = 1
 	cfg.n = 3_000
 	cfg.rpcN = 1_000
-	var logw bytes.Buffer
-	rows, err := measure(cfg, &logw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(logw.String())
-		}
-	}()
+	rows := measureT(t, cfg)
 	var table bytes.Buffer
 	printReport(&table, cfg, rows, 0)
 	t.Log("\n" + table.String())
@@ -289,16 +297,7 @@ func TestScaleClusterShort(t *testing.T) {
 	cfg.only = []string{"scale"}
 	cfg.servers = 3
 	cfg.scaleNodes = 12
-	var logw bytes.Buffer
-	rows, err := measure(cfg, &logw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Log(logw.String())
-		}
-	}()
+	rows := measureT(t, cfg)
 	if len(rows) != 10 {
 		t.Fatalf("%d rows, want 10", len(rows))
 	}
