@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/pprof"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +46,20 @@ func newEnv(cfg config, logw io.Writer) (*env, error) {
 	for i := range p {
 		p[i] = byte('a' + i%26)
 	}
-	return &env{cfg: cfg, srv: s, url: s.URL(), log: logw, payload: p}, nil
+	return &env{cfg: cfg, srv: s, url: s.URL(), log: &lockedWriter{w: logw}, payload: p}, nil
+}
+
+// lockedWriter serialises the log's writers: the rows, the heap guard and
+// the Notifiers' loggers all write to it from their own goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func (e *env) close() { e.srv.Shutdown() }
