@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
@@ -95,3 +96,26 @@ func writeHeapProfile() (string, error) {
 
 // onceFunc is sync.OnceFunc, named for readability at call sites.
 func onceFunc(f func()) func() { return sync.OnceFunc(f) }
+
+// busHealth is what the progress lines add to tell a stall's cause: the
+// collections the process completed and the slow consumers the servers
+// counted (a client whose socket they could not write fast enough).
+func busHealth(e *env) string {
+	var slow int64
+	for _, s := range e.servers() {
+		if v, err := s.Server().Varz(nil); err == nil {
+			slow += v.SlowConsumers
+		}
+	}
+	return fmt.Sprintf("%d collections, %d slow consumers", gcCycles(), slow)
+}
+
+// gcCycles returns the collections the process completed.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}

@@ -11,17 +11,21 @@ import (
 // serverCounts are the embedded server's message and byte counters.
 type serverCounts struct{ inMsgs, outMsgs, inBytes, outBytes int64 }
 
+// servers are the scale bus's servers: the cluster, or the one server.
+func (e *env) servers() []*testenv.Server {
+	if len(e.cluster) == 0 {
+		return []*testenv.Server{e.srv}
+	}
+	return e.cluster
+}
+
 // readCounts reads the counters from the server's Varz. On a cluster they
 // are summed over the servers, less what the routes carried (Routez): the
 // traffic of the clients, each message counted once into the cluster and
 // once out of it per receiving client, as on one server.
 func (e *env) readCounts() (serverCounts, error) {
-	servers := e.cluster
-	if len(servers) == 0 {
-		servers = []*testenv.Server{e.srv}
-	}
 	var c serverCounts
-	for _, s := range servers {
+	for _, s := range e.servers() {
 		v, err := s.Server().Varz(nil)
 		if err != nil {
 			return serverCounts{}, err

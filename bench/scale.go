@@ -172,7 +172,7 @@ func runScaleBus(e *env) ([]Row, error) {
 	guard := startHeapGuard(e, e.cfg.maxHeap, abort, func() string {
 		mu.Lock()
 		defer mu.Unlock()
-		return fmt.Sprintf("%d Notifiers, %d/%d registrations confirmed", len(ns), regsOK.Load(), nodes*regs)
+		return fmt.Sprintf("%d Notifiers, %d/%d registrations confirmed; %s", len(ns), regsOK.Load(), nodes*regs, busHealth(e))
 	})
 	defer guard.Stop()
 	tripped := func() error {

@@ -71,7 +71,8 @@ type Stats struct {
 	Fetches, FetchTimeouts, RepairsSkipped uint64
 	// ProbesSent counts ring probes; ProbesLate the successors that left
 	// two probes unanswered but were kept: heard from meanwhile, or this
-	// node was too busy to judge (its timer woke late, replies waited);
+	// node was too busy to judge (its timer woke late, replies waited, its
+	// process was collecting garbage);
 	// DropsReported the peers this node's probes found gone; Reannounced
 	// how often this node re-announced itself after it was reported gone or
 	// impersonated.
@@ -178,6 +179,7 @@ type peer struct {
 	claimed           uint64 // the version of its last answer
 	vecBehind         uint64 // a successor's vector had it at this newer version (0: not behind)
 	wantVector        bool   // the next probe asks for its vector of versions
+	gcSkips           int    // rounds in a row its silence went unjudged for a collection
 }
 
 type pendingAck struct {
