@@ -179,7 +179,6 @@ type peer struct {
 	claimed           uint64 // the version of its last answer
 	vecBehind         uint64 // a successor's vector had it at this newer version (0: not behind)
 	wantVector        bool   // the next probe asks for its vector of versions
-	gcSkips           int    // rounds in a row its silence went unjudged for a collection
 }
 
 type pendingAck struct {

@@ -135,27 +135,11 @@ func (d *Directory) probe(node string, vector bool) {
 			return // we cannot tell; judge after the reconnect
 		}
 	}
-	if d.heardSince(node, start) || d.starved(late, timeout) || gcStarved(busy0, start) ||
-		d.gcSkip(node, gcRecent(start.Add(-timeout/2)) || gcActive(busy0, start)) {
+	if d.heardSince(node, start) || d.starved(late, timeout) || gcStarved(busy0, start) {
 		d.stats.probesLate.Add(1)
 		return // alive but slow, or we cannot tell: the next round probes it again
 	}
 	d.reportDrop(node, "probes unanswered")
-}
-
-// gcSkip reports whether node's silence goes unjudged this round because
-// this process collected garbage during the probe or finished a collection
-// within half a probe timeout before it (recent), at most maxGCSkips rounds
-// in a row; an answered probe starts the count again.
-func (d *Directory) gcSkip(node string, recent bool) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p := d.peers[node]
-	if p == nil || !recent || p.gcSkips >= maxGCSkips {
-		return false
-	}
-	p.gcSkips++
-	return true
 }
 
 // probeTimeout is how long one probe waits for its answer: Expiry/2, or
@@ -339,7 +323,6 @@ func (d *Directory) onProbeReply(node string, m *nats.Msg, vector bool) {
 		return
 	}
 	p.heard = time.Now()
-	p.gcSkips = 0
 	// The owner's own answer is the truth, but a version that moves on
 	// while its deltas are on their way differs in every answer. So fetch
 	// only when the version of the last answer is still not the one we hold
