@@ -248,6 +248,14 @@ func runScaleBus(e *env) ([]Row, error) {
 	if par <= 0 {
 		par = nodes
 	}
+	// The first few setup errors are logged as they happen (all are
+	// returned at the end): a stall then shows whether calls time out.
+	var setupErrs atomic.Int64
+	logSetupErr := func(err error) {
+		if setupErrs.Add(1) <= 5 {
+			e.logf("  setup error (of the first 5): %v", err)
+		}
+	}
 	slots := make(chan struct{}, par) // Notifiers registering at once
 	restartSink := &idSink{}
 	for i, n := range ns {
@@ -262,6 +270,7 @@ func runScaleBus(e *env) ([]Row, error) {
 				}
 				if err := b.Commit(); err != nil {
 					errs[i] = fmt.Errorf("node %d batch of %d registrations: %w", i, regs, err)
+					logSetupErr(errs[i])
 					return
 				}
 				regsOK.Add(int64(regs))
@@ -270,6 +279,7 @@ func runScaleBus(e *env) ([]Row, error) {
 			for k := range regs {
 				if err := scaleReg(n, i, k, sub, resp); err != nil {
 					errs[i] = fmt.Errorf("node %d registration %d: %w", i, k, err)
+					logSetupErr(errs[i])
 					return
 				}
 				regsOK.Add(1)
