@@ -103,7 +103,11 @@ func onceFunc(f func()) func() { return sync.OnceFunc(f) }
 func busHealth(e *env) string {
 	var slow int64
 	for _, s := range e.servers() {
-		if v, err := s.Server().Varz(nil); err == nil {
+		srv := s.Server()
+		if srv == nil {
+			continue // restarting (the restart row)
+		}
+		if v, err := srv.Varz(nil); err == nil {
 			slow += v.SlowConsumers
 		}
 	}
