@@ -24,8 +24,12 @@ type heapGuard struct {
 
 // liveHeap returns the heap found live by the last GC, without stopping the
 // world. (The heap itself may reach about twice that with GOGC=100.)
-func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+func liveHeap() uint64 { return uintMetric("/gc/heap/live:bytes") }
+
+// uintMetric reads one runtime/metrics counter; 0 if the runtime has none
+// of that name.
+func uintMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
@@ -115,11 +119,4 @@ func busHealth(e *env) string {
 }
 
 // gcCycles returns the collections the process completed.
-func gcCycles() uint64 {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
+func gcCycles() uint64 { return uintMetric("/gc/cycles/total:gc-cycles") }
