@@ -1,18 +1,17 @@
 package notifier
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsnotifier/notifier/internal/syncbuf"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -36,22 +35,7 @@ func TestRedactURLs(t *testing.T) {
 }
 
 // syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // assertNoSecret fails t if any secret occurs in text.
 func assertNoSecret(t *testing.T, what, text string, secrets ...string) {

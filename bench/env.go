@@ -6,13 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"runtime/pprof"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/internal/syncbuf"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -46,20 +46,7 @@ func newEnv(cfg config, logw io.Writer) (*env, error) {
 	for i := range p {
 		p[i] = byte('a' + i%26)
 	}
-	return &env{cfg: cfg, srv: s, url: s.URL(), log: &lockedWriter{w: logw}, payload: p}, nil
-}
-
-// lockedWriter serialises the log's writers: the rows, the heap guard and
-// the Notifiers' loggers all write to it from their own goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return &env{cfg: cfg, srv: s, url: s.URL(), log: &syncbuf.Writer{W: logw}, payload: p}, nil
 }
 
 func (e *env) close() { e.srv.Shutdown() }

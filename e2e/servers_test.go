@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/internal/syncbuf"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -53,22 +52,7 @@ func forEachServer(t *testing.T, test func(t *testing.T, url string)) {
 
 // lockedBuffer is a bytes.Buffer safe to write from a process's copier while
 // the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = syncbuf.Buffer
 
 // startStandalone starts the built nats-server as a separate process on a
 // random port of 127.0.0.1 (-p -1, the port read back from the ports file,
