@@ -78,8 +78,10 @@ type Stats struct {
 	// impersonated.
 	ProbesSent, ProbesLate, DropsReported, Reannounced uint64
 	// DropsDoubted counts drops reported by others that this node did not
-	// follow, having heard from the node within the Expiry.
-	DropsDoubted uint64
+	// follow, having heard from the node within the Expiry. Rejoins counts
+	// nodes heard from again soon after a reported drop and learned from
+	// their own re-announcement instead of a table fetch.
+	DropsDoubted, Rejoins uint64
 	// Batches counts the announcements of registration changes; Changes
 	// the Announce calls they carried (group commit: Changes/Batches per
 	// announcement).
@@ -89,6 +91,7 @@ type Stats struct {
 type counters struct {
 	undecodable, forged, fetches, fetchTimeouts, repairsSkipped            atomic.Uint64
 	probes, probesLate, drops, dropsDoubted, reannounced, batches, changes atomic.Uint64
+	rejoins                                                                atomic.Uint64
 }
 
 // Directory is one node's live view of every registration on the bus,
@@ -135,6 +138,12 @@ type Directory struct {
 	probing map[string]bool // probes in flight, by successor
 	limiter tokens          // repair fetches and verifications
 
+	// dropped marks the nodes dropped on a drop report (ours or another
+	// node's) in the last rejoinMemory: such a node hears the report and
+	// re-announces its whole table, so a message from it is no reason to
+	// fetch that table. Under mu; at most maxDropped entries.
+	dropped map[string]time.Time
+
 	reannounce chan struct{} // buffered 1
 	lastReann  time.Time     // under mu
 
@@ -171,6 +180,7 @@ type peer struct {
 	acks     []pendingAck        // acknowledgements owed once ver reaches them
 
 	unverified bool      // learned indirectly; not waited for until its table is in
+	awaiting   time.Time // nonzero: heard from again after a reported drop, its re-announcement awaited since
 	heard      time.Time // when it last sent us anything: evidence it lives
 	applied    time.Time // when we last applied a delta or full table of its
 
@@ -219,6 +229,7 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		pend:       make(map[uint64]*Reg),
 		commitWake: make(chan struct{}, 1),
 		probing:    make(map[string]bool),
+		dropped:    make(map[string]time.Time),
 		reannounce: make(chan struct{}, 1),
 		resync:     make(chan struct{}, 1),
 		fetchChs:   make(map[string]chan *nats.Msg),
@@ -311,6 +322,7 @@ func (d *Directory) Stats() Stats {
 		Undecodable: c.undecodable.Load(), Forged: c.forged.Load(),
 		Fetches: c.fetches.Load(), FetchTimeouts: c.fetchTimeouts.Load(), RepairsSkipped: c.repairsSkipped.Load(),
 		ProbesSent: c.probes.Load(), ProbesLate: c.probesLate.Load(), DropsDoubted: c.dropsDoubted.Load(), DropsReported: c.drops.Load(), Reannounced: c.reannounced.Load(),
+		Rejoins: c.rejoins.Load(),
 		Batches: c.batches.Load(), Changes: c.changes.Load(),
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,7 +154,7 @@ func (d *Directory) fetchLocked(node string, p *peer) {
 	if p.fetching || d.closed {
 		return
 	}
-	p.fetching = true
+	p.fetching, p.awaiting = true, time.Time{}
 	p.fetched = make(chan struct{})
 	d.stats.fetches.Add(1)
 	d.wg.Add(1)
@@ -208,21 +207,7 @@ func (d *Directory) fetch(node string, p *peer) {
 	}
 	d.replaceLocked(node, p, regs, ver)
 	p.unverified = false
-	buffered := p.buffered
-	p.buffered = nil
-	slices.SortFunc(buffered, func(a, b *announcement) int { return compareU64(a.Ver, b.Ver) })
-	for _, a := range buffered {
-		switch {
-		case a.Ver <= p.ver:
-		case a.Type == annFull && a.Ver-p.ver <= maxVerJump:
-			d.applyFullLocked(node, p, a)
-		case a.Type == annDelta && a.Ver == p.ver+1:
-			d.applyLocked(node, p, a)
-		}
-		// Anything beyond a gap is dropped, not fetched for again: the
-		// owner just said what it holds, and the probes compare versions
-		// once a round. A forged far-future version ends here.
-	}
+	d.replayLocked(node, p)
 	acks := d.dueAcksLocked(p)
 	p.fetching = false
 	close(p.fetched)

@@ -25,6 +25,7 @@ func (d *Directory) probeRound() {
 	if d.closed || d.leaving {
 		return
 	}
+	d.sweepDroppedLocked(time.Now())
 	for _, s := range d.successorsLocked(probeSuccessors) {
 		p := d.peers[s]
 		if !d.probing[s] {
@@ -255,6 +256,7 @@ func (d *Directory) reportDrop(node, why string) {
 	}
 	ver := p.ver
 	d.dropLocked(node, why)
+	d.markDroppedLocked(node)
 	d.stats.drops.Add(1)
 	data, err := msgpack.Marshal(&announcement{Type: annDrop, Node: d.o.Node, Ver: ver, Target: node, Proven: proven})
 	if err == nil {
@@ -283,7 +285,10 @@ func (d *Directory) onProbe(m *nats.Msg) {
 	r := probeReply{Node: d.o.Node, Ver: d.ver, Digest: d.digest, Knows: q.Node == d.o.Node}
 	if !r.Knows {
 		// A prober we do not know is learned (its fetch tells if it lives).
-		r.Knows = d.peers[q.Node] != nil || d.repairLocked(q.Node) != nil
+		// One awaited after a drop is told we lack its table, so that it
+		// re-announces even if it missed the drop report.
+		p := d.repairLocked(q.Node)
+		r.Knows = p != nil && p.awaiting.IsZero()
 	}
 	if q.Vector {
 		r.Nodes = make([]string, 0, len(d.peers)+1)

@@ -267,3 +267,79 @@ func TestGCStarved(t *testing.T) {
 		t.Error("starved over a second without collections")
 	}
 }
+
+// TestDroppedNodeAwaited: a node heard from again just after a reported
+// drop is not fetched from (every node that dropped it would fetch at once)
+// but learned from its own re-announcement, which also releases the
+// acknowledgements owed for what it sent meanwhile.
+func TestDroppedNodeAwaited(t *testing.T) {
+	s := startServer(t)
+	// Long periods: neither the probes nor the Expiry fetch during the test.
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(time.Minute), withExpiry(time.Minute))
+	reporter := newRawNode(t, s.URL(), "r0")
+	reporter.announce(announcement{Type: annFull})
+	reporter.expectAcks(0, "n1")
+	target := newRawNode(t, s.URL(), "r1")
+	target.announce(announcement{Type: annFull, Ver: 1, Puts: []Reg{reg(7)}})
+	target.expectAcks(1, "n1")
+	fetches := n1.Stats().Fetches
+
+	reporter.announce(announcement{Type: annDrop, Ver: 1, Target: "r1", Proven: true})
+	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 follows the proven drop of r1")
+
+	// r1 lives and registers more before it hears of the drop.
+	target.announce(announcement{Type: annDelta, Ver: 2, Puts: []Reg{reg(8)}})
+	eventually(t, waitTimeout, func() bool { return slices.Contains(peers(n1), "r1") }, "n1 hears from r1 again")
+	if got := ids(n1, bus.KindPub, "r1"); got != nil {
+		t.Errorf("before r1's re-announcement n1 routes to %v of it, want none (a delta alone is not its table)", got)
+	}
+	// Its re-announcement: the whole table, one version up.
+	target.announce(announcement{Type: annFull, Ver: 3, Puts: []Reg{reg(7), reg(8)}})
+	target.expectAcks(3, "n1") // the delta's, owed until now
+	target.expectAcks(3, "n1") // the table's
+	if got := ids(n1, bus.KindPub, "r1"); !slices.Equal(got, list(7, 8)) {
+		t.Errorf("after the re-announcement n1 routes to %v of r1, want [7 8]", got)
+	}
+	st := n1.Stats()
+	if st.Fetches != fetches || target.servedCount() != 0 {
+		t.Errorf("n1 fetched r1's table (%d fetches, %d served); want it learned from the re-announcement", st.Fetches-fetches, target.servedCount())
+	}
+	if st.Rejoins != 1 {
+		t.Errorf("Rejoins = %d, want 1", st.Rejoins)
+	}
+	// From here it is a peer like any other.
+	target.announce(announcement{Type: annDelta, Ver: 4, Dels: []uint64{7}})
+	target.expectAcks(4, "n1")
+	if got := ids(n1, bus.KindPub, "r1"); !slices.Equal(got, list(8)) {
+		t.Errorf("after a later delta n1 routes to %v of r1, want [8]", got)
+	}
+}
+
+// TestDroppedNodeFetchedAfterExpiry: a node heard from after a reported drop
+// that does not re-announce itself within the Expiry is fetched from after
+// all, and what it sent meanwhile is acknowledged.
+func TestDroppedNodeFetchedAfterExpiry(t *testing.T) {
+	s := startServer(t)
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(100*time.Millisecond), withExpiry(300*time.Millisecond))
+	reporter := newRawNode(t, s.URL(), "r0")
+	reporter.announce(announcement{Type: annFull})
+	reporter.expectAcks(0, "n1")
+	target := newRawNode(t, s.URL(), "r1")
+	target.announce(announcement{Type: annFull, Ver: 1, Puts: []Reg{reg(7)}})
+	target.expectAcks(1, "n1")
+
+	reporter.announce(announcement{Type: annDrop, Ver: 1, Target: "r1", Proven: true})
+	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 follows the proven drop of r1")
+	target.answer(rawTable{ver: 2, regs: []Reg{reg(7), reg(8)}})
+	target.announce(announcement{Type: annDelta, Ver: 2, Puts: []Reg{reg(8)}})
+	target.expectAcks(2, "n1") // after the fetch
+	if target.servedCount() == 0 {
+		t.Error("r1's delta acknowledged without its table fetched")
+	}
+	if got := ids(n1, bus.KindPub, "r1"); !slices.Equal(got, list(7, 8)) {
+		t.Errorf("n1 routes to %v of r1, want [7 8]", got)
+	}
+	if got := n1.Stats().Rejoins; got != 0 {
+		t.Errorf("Rejoins = %d, want 0 (no re-announcement came)", got)
+	}
+}

@@ -3,6 +3,7 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -80,6 +81,7 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 			switch {
 			case a.Proven:
 				d.dropLocked(a.Target, "reported gone by "+a.Node)
+				d.markDroppedLocked(a.Target)
 			case now.Sub(t.heard) < d.o.Expiry || d.manyUnprovenLocked(now):
 				// Only unanswered probes, and we heard from it within the
 				// time its prober waited, or many such reports at once (a
@@ -89,6 +91,7 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 			default:
 				d.noteUnprovenLocked(now)
 				d.dropLocked(a.Target, "reported gone by "+a.Node)
+				d.markDroppedLocked(a.Target)
 			}
 		}
 		if p == nil {
@@ -101,11 +104,15 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 			acks = append(acks, pendingAck{m.Reply, p.ver})
 		}
 	case p == nil:
-		if p = d.repairLocked(a.Node); p != nil {
+		if p = d.repairLocked(a.Node); p != nil && !p.awaiting.IsZero() {
+			acks = d.awaitLocked(a.Node, p, &a, m.Reply)
+		} else if p != nil {
 			d.bufferLocked(p, &a, m.Reply)
 		}
 	case p.fetching:
 		d.bufferLocked(p, &a, m.Reply)
+	case !p.awaiting.IsZero():
+		acks = d.awaitLocked(a.Node, p, &a, m.Reply)
 	case a.Type == annFull && a.Ver > p.ver && a.Ver-p.ver <= maxVerJump:
 		d.applyFullLocked(a.Node, p, &a)
 		if m.Reply != "" {
@@ -171,12 +178,21 @@ func (d *Directory) newPeerLocked(node string) *peer {
 
 // repairLocked starts learning a node heard of only indirectly (a message
 // of a node we do not know), rate-limited. Until its table is in, the node
-// is not waited for by registration changes.
+// is not waited for by registration changes. A node dropped on a drop
+// report a moment ago is not fetched from but awaited (see awaitLocked): it
+// heard the report too and re-announces its table to every node at once,
+// where a fetch by each node that dropped it would load it N times over.
 func (d *Directory) repairLocked(node string) *peer {
 	if d.closed || d.leaving || node == d.o.Node {
 		return nil
 	}
 	if p := d.peers[node]; p != nil {
+		return p
+	}
+	if t, ok := d.dropped[node]; ok && time.Since(t) < d.rejoinMemory() {
+		p := d.newPeerLocked(node)
+		p.unverified = true
+		p.awaiting = time.Now()
 		return p
 	}
 	if !d.limiter.takeLocked(time.Now()) {
@@ -187,6 +203,92 @@ func (d *Directory) repairLocked(node string) *peer {
 	p.unverified = true
 	d.fetchLocked(node, p)
 	return p
+}
+
+// maxDropped bounds the drop marks held (Directory.dropped); a drop beyond
+// it is repaired by a fetch, as before the marks.
+const maxDropped = 4096
+
+// rejoinMemory is how long a drop mark lasts: a node falsely dropped is
+// heard from again within a probe round or two.
+func (d *Directory) rejoinMemory() time.Duration {
+	return 4 * max(d.o.Heartbeat, d.o.Expiry)
+}
+
+// markDroppedLocked notes that node was dropped on a drop report, which
+// the node hears as well.
+func (d *Directory) markDroppedLocked(node string) {
+	if _, ok := d.dropped[node]; ok || len(d.dropped) < maxDropped {
+		d.dropped[node] = time.Now()
+	}
+}
+
+// awaitLocked handles a message of a node heard from again after a
+// reported drop. Its whole table (the re-announcement) ends the wait and
+// releases the acknowledgements owed; anything else is kept until then. A
+// heartbeat (a table too large for one message) or a wait longer than the
+// Expiry makes this node fetch the table after all, rate-limited; so does
+// the probe round (sweepDroppedLocked) if the node goes quiet.
+func (d *Directory) awaitLocked(node string, p *peer, a *announcement, reply string) []pendingAck {
+	if a.Type != annFull {
+		d.bufferLocked(p, a, reply)
+		if a.Type == annHeartbeat || time.Since(p.awaiting) > d.o.Expiry {
+			d.fetchAwaitedLocked(node, p)
+		}
+		return nil
+	}
+	d.stats.rejoins.Add(1)
+	p.awaiting, p.unverified = time.Time{}, false
+	d.applyFullLocked(node, p, a)
+	d.replayLocked(node, p)
+	if reply != "" {
+		p.acks = append(p.acks, pendingAck{reply, a.Ver})
+	}
+	return d.dueAcksLocked(p)
+}
+
+func (d *Directory) fetchAwaitedLocked(node string, p *peer) {
+	if d.limiter.takeLocked(time.Now()) {
+		d.fetchLocked(node, p)
+	} else {
+		d.stats.repairsSkipped.Add(1)
+	}
+}
+
+// sweepDroppedLocked fetches the tables of nodes awaited longer than the
+// Expiry and forgets drop marks older than rejoinMemory.
+func (d *Directory) sweepDroppedLocked(now time.Time) {
+	for n, t := range d.dropped {
+		p := d.peers[n]
+		switch {
+		case p != nil && !p.awaiting.IsZero():
+			if now.Sub(p.awaiting) > d.o.Expiry && !p.fetching {
+				d.fetchAwaitedLocked(n, p)
+			}
+		case now.Sub(t) > d.rejoinMemory():
+			delete(d.dropped, n)
+		}
+	}
+}
+
+// replayLocked applies, in version order, the deltas and tables of p
+// buffered while its table was being learned.
+func (d *Directory) replayLocked(node string, p *peer) {
+	buffered := p.buffered
+	p.buffered = nil
+	slices.SortFunc(buffered, func(a, b *announcement) int { return compareU64(a.Ver, b.Ver) })
+	for _, a := range buffered {
+		switch {
+		case a.Ver <= p.ver:
+		case a.Type == annFull && a.Ver-p.ver <= maxVerJump:
+			d.applyFullLocked(node, p, a)
+		case a.Type == annDelta && a.Ver == p.ver+1:
+			d.applyLocked(node, p, a)
+		}
+		// Anything beyond a gap is dropped, not fetched for again: the
+		// owner just said what it holds, and the probes compare versions
+		// once a round. A forged far-future version ends here.
+	}
 }
 
 // maxOwed bounds the deltas buffered and the acknowledgements owed to one
