@@ -35,6 +35,7 @@ type env struct {
 	log     io.Writer
 	seq     atomic.Int64 // prefixes and subjects, unique per rig
 	payload []byte
+	events  *eventCounts // the Notifiers' log lines, counted
 }
 
 func newEnv(cfg config, logw io.Writer) (*env, error) {
@@ -46,7 +47,7 @@ func newEnv(cfg config, logw io.Writer) (*env, error) {
 	for i := range p {
 		p[i] = byte('a' + i%26)
 	}
-	return &env{cfg: cfg, srv: s, url: s.URL(), log: &syncbuf.Writer{W: logw}, payload: p}, nil
+	return &env{cfg: cfg, srv: s, url: s.URL(), log: &syncbuf.Writer{W: logw}, payload: p, events: newEventCounts()}, nil
 }
 
 func (e *env) close() { e.srv.Shutdown() }
@@ -68,13 +69,15 @@ func (e *env) notifierOpts(prefix string, extra ...notifier.Option) []notifier.O
 	if e.cfg.queue > 0 {
 		opts = append(opts, notifier.WithQueueSize(e.cfg.queue))
 	}
+	var text slog.Handler
+	level := slog.LevelWarn
 	if e.cfg.verbose {
-		level := slog.LevelWarn
 		if e.cfg.info {
 			level = slog.LevelInfo
 		}
-		opts = append(opts, notifier.WithLogger(slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: level}))))
+		text = slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: level})
 	}
+	opts = append(opts, notifier.WithLogger(slog.New(e.events.handler(text, level))))
 	return append(opts, extra...)
 }
 

@@ -115,7 +115,7 @@ func busHealth(e *env) string {
 			slow += v.SlowConsumers
 		}
 	}
-	return fmt.Sprintf("%d collections, %d slow consumers", gcCycles(), slow)
+	return fmt.Sprintf("%d collections, %d slow consumers, %s", gcCycles(), slow, e.events.summary())
 }
 
 // gcCycles returns the collections the process completed.
