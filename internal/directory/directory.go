@@ -78,10 +78,12 @@ type Stats struct {
 	// impersonated.
 	ProbesSent, ProbesLate, DropsReported, Reannounced uint64
 	// DropsDoubted counts drops reported by others that this node did not
-	// follow, having heard from the node within the Expiry. Rejoins counts
+	// follow, having heard from the node within the Expiry; DropsRefuted
+	// those it did not follow because the node spoke within the grace
+	// after the report (Expiry/2). Rejoins counts
 	// nodes heard from again soon after a reported drop and learned from
 	// their own re-announcement instead of a table fetch.
-	DropsDoubted, Rejoins uint64
+	DropsDoubted, DropsRefuted, Rejoins uint64
 	// Batches counts the announcements of registration changes; Changes
 	// the Announce calls they carried (group commit: Changes/Batches per
 	// announcement).
@@ -91,7 +93,7 @@ type Stats struct {
 type counters struct {
 	undecodable, forged, fetches, fetchTimeouts, repairsSkipped            atomic.Uint64
 	probes, probesLate, drops, dropsDoubted, reannounced, batches, changes atomic.Uint64
-	rejoins                                                                atomic.Uint64
+	rejoins, refuted                                                       atomic.Uint64
 }
 
 // Directory is one node's live view of every registration on the bus,
@@ -105,9 +107,13 @@ type counters struct {
 // busy to judge (its timer woke late, replies waited in its inbox), or
 // three such drops already fell within two Heartbeats (a stall of the bus,
 // not that many frozen nodes); a node that heard from the target within
-// the Expiry doubts such a drop. A node that hears itself reported gone
-// (or sees a message in its name it did not send) re-announces its whole
-// table under a higher version. A probe's answer carries the successor's
+// the Expiry doubts such a drop, and the others follow it only if the
+// target stays silent for Expiry/2 after the report (it hears the report
+// too and refutes it by re-announcing itself). A node that hears itself
+// reported gone (or sees a message in its name it did not send)
+// re-announces its whole table under a higher version; a node that dropped
+// it and hears from it again waits for that re-announcement rather than
+// fetching its table (see repairLocked). A probe's answer carries the successor's
 // table version and a digest of its view (XOR of a hash of every (node,
 // version) it holds): a version still behind what the previous answer
 // said, or a digest that differs twice in a row, makes the prober fetch
@@ -181,6 +187,7 @@ type peer struct {
 
 	unverified bool      // learned indirectly; not waited for until its table is in
 	awaiting   time.Time // nonzero: heard from again after a reported drop, its re-announcement awaited since
+	suspected  time.Time // nonzero: reported gone for unanswered probes at this time, not yet judged
 	heard      time.Time // when it last sent us anything: evidence it lives
 	applied    time.Time // when we last applied a delta or full table of its
 
@@ -322,7 +329,7 @@ func (d *Directory) Stats() Stats {
 		Undecodable: c.undecodable.Load(), Forged: c.forged.Load(),
 		Fetches: c.fetches.Load(), FetchTimeouts: c.fetchTimeouts.Load(), RepairsSkipped: c.repairsSkipped.Load(),
 		ProbesSent: c.probes.Load(), ProbesLate: c.probesLate.Load(), DropsDoubted: c.dropsDoubted.Load(), DropsReported: c.drops.Load(), Reannounced: c.reannounced.Load(),
-		Rejoins: c.rejoins.Load(),
+		Rejoins: c.rejoins.Load(), DropsRefuted: c.refuted.Load(),
 		Batches: c.batches.Load(), Changes: c.changes.Load(),
 	}
 }

@@ -343,3 +343,42 @@ func TestDroppedNodeFetchedAfterExpiry(t *testing.T) {
 		t.Errorf("Rejoins = %d, want 0 (no re-announcement came)", got)
 	}
 }
+
+// TestDropReportRefuted: a drop reported for unanswered probes, of a node
+// not heard from within the Expiry, makes it a suspect, not a drop: heard
+// from within the grace after the report, it is kept; silent, it is
+// dropped.
+func TestDropReportRefuted(t *testing.T) {
+	s := startServer(t)
+	const expiry = 400 * time.Millisecond
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withExpiry(expiry), withHeartbeat(time.Minute))
+	reporter := newRawNode(t, s.URL(), "r0")
+	reporter.announce(announcement{Type: annFull})
+	reporter.expectAcks(0, "n1")
+	target := newRawNode(t, s.URL(), "r1")
+	target.announce(announcement{Type: annFull, Ver: 1, Puts: []Reg{reg(7)}})
+	target.expectAcks(1, "n1")
+	spoke := time.Now()
+	// The doubt for a node heard from within the Expiry must not decide.
+	eventually(t, waitTimeout, func() bool { return time.Since(spoke) > expiry }, "an Expiry passes")
+
+	reporter.announce(announcement{Type: annDrop, Ver: 1, Target: "r1"})
+	reporter.announce(announcement{Type: annDelta, Ver: 1, Puts: []Reg{reg(1)}})
+	reporter.expectAcks(1, "n1") // the report was handled before
+	target.announce(announcement{Type: annHeartbeat, Ver: 1}) // r1 speaks: refuted
+	eventually(t, waitTimeout, func() bool { return n1.Stats().DropsRefuted == 1 }, "n1 takes r1's heartbeat as a refutation")
+	if !slices.Contains(peers(n1), "r1") || !slices.Equal(ids(n1, bus.KindPub, "r1"), list(7)) {
+		t.Fatalf("n1 dropped r1 (peers %v) although it refuted the report", peers(n1))
+	}
+
+	spoke = time.Now()
+	eventually(t, waitTimeout, func() bool { return time.Since(spoke) > expiry }, "an Expiry passes")
+	reporter.announce(announcement{Type: annDrop, Ver: 1, Target: "r1"})
+	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 drops r1, silent after the report")
+	if got := ids(n1, bus.KindPub, "r1"); got != nil {
+		t.Errorf("n1 keeps r1's registrations %v after dropping it", got)
+	}
+	if got := n1.Stats().DropsRefuted; got != 1 {
+		t.Errorf("DropsRefuted = %d, want 1", got)
+	}
+}

@@ -90,8 +90,7 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 				d.stats.dropsDoubted.Add(1)
 			default:
 				d.noteUnprovenLocked(now)
-				d.dropLocked(a.Target, "reported gone by "+a.Node)
-				d.markDroppedLocked(a.Target)
+				d.suspectLocked(a.Target, t, "reported gone by "+a.Node, now)
 			}
 		}
 		if p == nil {
@@ -204,6 +203,37 @@ func (d *Directory) repairLocked(node string) *peer {
 	d.fetchLocked(node, p)
 	return p
 }
+
+// suspectLocked makes p (node) a suspect on a drop report for unanswered
+// probes: it is dropped after refuteGrace unless heard from meanwhile. The
+// node hears the report too and re-announces itself, which refutes it; so a
+// node that was only slow (a GC pause, a starved process) is not dropped by
+// the whole bus, and traffic to it is not lost meanwhile.
+func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Time) {
+	if !p.suspected.IsZero() {
+		return // one judgement at a time
+	}
+	p.suspected = now
+	time.AfterFunc(d.refuteGrace(), func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.closed || d.leaving || d.peers[node] != p || !p.suspected.Equal(now) {
+			return // dropped, replaced or judged meanwhile
+		}
+		p.suspected = time.Time{}
+		if p.heard.After(now) {
+			d.stats.refuted.Add(1)
+			return
+		}
+		d.dropLocked(node, why+", not refuted")
+		d.markDroppedLocked(node)
+	})
+}
+
+// refuteGrace is how long a suspect has to refute a drop report: half the
+// Expiry, so that a frozen node is still dropped by every node well within
+// two Expiries of its last answer.
+func (d *Directory) refuteGrace() time.Duration { return d.o.Expiry / 2 }
 
 // maxDropped bounds the drop marks held (Directory.dropped); a drop beyond
 // it is repaired by a fetch, as before the marks.
