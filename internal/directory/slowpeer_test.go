@@ -364,7 +364,7 @@ func TestDropReportRefuted(t *testing.T) {
 
 	reporter.announce(announcement{Type: annDrop, Ver: 1, Target: "r1"})
 	reporter.announce(announcement{Type: annDelta, Ver: 1, Puts: []Reg{reg(1)}})
-	reporter.expectAcks(1, "n1") // the report was handled before
+	reporter.expectAcks(1, "n1")                              // the report was handled before
 	target.announce(announcement{Type: annHeartbeat, Ver: 1}) // r1 speaks: refuted
 	eventually(t, waitTimeout, func() bool { return n1.Stats().DropsRefuted == 1 }, "n1 takes r1's heartbeat as a refutation")
 	if !slices.Contains(peers(n1), "r1") || !slices.Equal(ids(n1, bus.KindPub, "r1"), list(7)) {
