@@ -155,6 +155,7 @@ type Directory struct {
 
 	subs    []*nats.Subscription
 	replies *nats.Subscription // of the inbox: fetch and probe replies
+	anns    *nats.Subscription // of every node's announcements
 	ctx     context.Context    // canceled by Close; bounds every request
 	cancel  context.CancelFunc
 	resync  chan struct{} // buffered 1: a pending resync request is enough
@@ -277,8 +278,11 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		}
 		_ = sub.SetPendingLimits(-1, -1) // directory traffic is bounded by the bus size
 		d.subs = append(d.subs, sub)
-		if s.subj == d.inbox+".*" {
+		switch s.subj {
+		case d.inbox + ".*":
 			d.replies = sub
+		case o.Subjects.AnnAll():
+			d.anns = sub
 		}
 	}
 	fctx := ctx

@@ -315,12 +315,12 @@ func TestDroppedNodeAwaited(t *testing.T) {
 	}
 }
 
-// TestDroppedNodeFetchedAfterExpiry: a node heard from after a reported drop
-// that does not re-announce itself within the Expiry is fetched from after
+// TestDroppedNodeFetchedAfterWait: a node heard from after a reported drop
+// that does not re-announce itself within awaitWindow is fetched from after
 // all, and what it sent meanwhile is acknowledged.
-func TestDroppedNodeFetchedAfterExpiry(t *testing.T) {
+func TestDroppedNodeFetchedAfterWait(t *testing.T) {
 	s := startServer(t)
-	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(100*time.Millisecond), withExpiry(300*time.Millisecond))
+	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(100*time.Millisecond), withExpiry(300*time.Millisecond), withTimeout(time.Second))
 	reporter := newRawNode(t, s.URL(), "r0")
 	reporter.announce(announcement{Type: annFull})
 	reporter.expectAcks(0, "n1")

@@ -214,26 +214,50 @@ func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Tim
 		return // one judgement at a time
 	}
 	p.suspected = now
-	time.AfterFunc(d.refuteGrace(), func() {
+	postponed := 0
+	var judge func()
+	judge = func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if d.closed || d.leaving || d.peers[node] != p || !p.suspected.Equal(now) {
 			return // dropped, replaced or judged meanwhile
 		}
-		p.suspected = time.Time{}
 		if p.heard.After(now) {
+			p.suspected = time.Time{}
 			d.stats.refuted.Add(1)
 			return
 		}
+		if postponed < maxRefutePostpone && d.announcementsQueued() {
+			// The refutation may be among the announcements not handled
+			// yet: a loaded node reads them late, not the suspect.
+			postponed++
+			time.AfterFunc(d.refuteGrace(), judge)
+			return
+		}
+		p.suspected = time.Time{}
 		d.dropLocked(node, why+", not refuted")
 		d.markDroppedLocked(node)
-	})
+	}
+	time.AfterFunc(d.refuteGrace(), judge)
 }
 
 // refuteGrace is how long a suspect has to refute a drop report: half the
 // Expiry, so that a frozen node is still dropped by every node well within
-// two Expiries of its last answer.
+// two Expiries of its last answer. The judgement waits up to
+// maxRefutePostpone more graces while announcements wait unread.
 func (d *Directory) refuteGrace() time.Duration { return d.o.Expiry / 2 }
+
+const maxRefutePostpone = 2
+
+// announcementsQueued reports whether announcements wait in this node's
+// subscription, not handled yet.
+func (d *Directory) announcementsQueued() bool {
+	if d.anns == nil {
+		return false
+	}
+	n, _, err := d.anns.Pending()
+	return err == nil && n > 0
+}
 
 // maxDropped bounds the drop marks held (Directory.dropped); a drop beyond
 // it is repaired by a fetch, as before the marks.
@@ -243,6 +267,14 @@ const maxDropped = 4096
 // heard from again within a probe round or two.
 func (d *Directory) rejoinMemory() time.Duration {
 	return 4 * max(d.o.Heartbeat, d.o.Expiry)
+}
+
+// awaitWindow is how long a node heard from after a reported drop is given
+// to re-announce itself before its table is fetched: on a loaded bus the
+// re-announcement comes late, and a fetch by every node that dropped it
+// would come later still (and load it most).
+func (d *Directory) awaitWindow() time.Duration {
+	return max(2*d.o.Expiry, d.o.Timeout)
 }
 
 // markDroppedLocked notes that node was dropped on a drop report, which
@@ -256,13 +288,13 @@ func (d *Directory) markDroppedLocked(node string) {
 // awaitLocked handles a message of a node heard from again after a
 // reported drop. Its whole table (the re-announcement) ends the wait and
 // releases the acknowledgements owed; anything else is kept until then. A
-// heartbeat (a table too large for one message) or a wait longer than the
-// Expiry makes this node fetch the table after all, rate-limited; so does
-// the probe round (sweepDroppedLocked) if the node goes quiet.
+// heartbeat (a table too large for one message) or a wait longer than
+// awaitWindow makes this node fetch the table after all, rate-limited; so
+// does the probe round (sweepDroppedLocked) if the node goes quiet.
 func (d *Directory) awaitLocked(node string, p *peer, a *announcement, reply string) []pendingAck {
 	if a.Type != annFull {
 		d.bufferLocked(p, a, reply)
-		if a.Type == annHeartbeat || time.Since(p.awaiting) > d.o.Expiry {
+		if a.Type == annHeartbeat || time.Since(p.awaiting) > d.awaitWindow() {
 			d.fetchAwaitedLocked(node, p)
 		}
 		return nil
@@ -285,14 +317,14 @@ func (d *Directory) fetchAwaitedLocked(node string, p *peer) {
 	}
 }
 
-// sweepDroppedLocked fetches the tables of nodes awaited longer than the
-// Expiry and forgets drop marks older than rejoinMemory.
+// sweepDroppedLocked fetches the tables of nodes awaited longer than
+// awaitWindow and forgets drop marks older than rejoinMemory.
 func (d *Directory) sweepDroppedLocked(now time.Time) {
 	for n, t := range d.dropped {
 		p := d.peers[n]
 		switch {
 		case p != nil && !p.awaiting.IsZero():
-			if now.Sub(p.awaiting) > d.o.Expiry && !p.fetching {
+			if now.Sub(p.awaiting) > d.awaitWindow() && !p.fetching {
 				d.fetchAwaitedLocked(n, p)
 			}
 		case now.Sub(t) > d.rejoinMemory():
