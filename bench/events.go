@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
 
-// eventCounts counts the library's log lines of Info and above by message,
-// for the progress lines: "peer dropped" and "table fetch timed out" tell a
+// eventCounts counts the library's log lines by message and reason (a
+// "reason" or "why" attribute, node names left out), for the progress lines: "peer dropped" and "table fetch timed out" tell a
 // storm of false drops from a merely slow bus.
 type eventCounts struct {
 	mu     sync.Mutex
@@ -39,7 +41,23 @@ func (c *eventCounts) count(part string) int {
 
 // summary is the progress lines' part: drops and fetch timeouts so far.
 func (c *eventCounts) summary() string {
-	return fmt.Sprintf("%d peer drops, %d fetch timeouts logged", c.count("peer dropped"), c.count("fetch timed out"))
+	return fmt.Sprintf("%d peer drops, %d fetches, %d fetch timeouts logged", c.count("peer dropped"), c.count("table fetch:"), c.count("fetch timed out"))
+}
+
+// detail lists every count, by message and reason.
+func (c *eventCounts) detail() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := make([]string, 0, len(c.counts))
+	for k := range c.counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n    %7d  %s", c.counts[k], k)
+	}
+	return b.String()
 }
 
 type countingHandler struct {
@@ -48,16 +66,23 @@ type countingHandler struct {
 	level slog.Level
 }
 
-func (h *countingHandler) Enabled(_ context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || (h.next != nil && l >= h.level)
-}
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+// byNode matches the node a reason names ("reported gone by n12").
+var byNode = regexp.MustCompile(` by \S+?(,|$)`)
 
 func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelInfo {
-		h.c.mu.Lock()
-		h.c.counts[r.Message]++
-		h.c.mu.Unlock()
-	}
+	key := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "reason" || a.Key == "why" {
+			key += ": " + byNode.ReplaceAllString(a.Value.String(), "")
+			return false
+		}
+		return true
+	})
+	h.c.mu.Lock()
+	h.c.counts[key]++
+	h.c.mu.Unlock()
 	if h.next != nil && r.Level >= h.level {
 		return h.next.Handle(ctx, r)
 	}

@@ -47,6 +47,7 @@ func startHeapGuard(e *env, limit uint64, onTrip func(), progress func() string)
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		last := time.Now()
+		lines := 0
 		for {
 			select {
 			case <-g.stop:
@@ -60,6 +61,9 @@ func startHeapGuard(e *env, limit uint64, onTrip func(), progress func() string)
 			if progress != nil && time.Since(last) >= 5*time.Second {
 				last = time.Now()
 				e.logf("  … heap %s (peak %s): %s", fmtBytes(float64(h)), fmtBytes(float64(g.peak.Load())), progress())
+				if lines++; lines%6 == 0 {
+					e.logf("  … the Notifiers' log lines so far, by message and reason:%s", e.events.detail())
+				}
 			}
 			if h > g.limit && !g.tripped.Swap(true) {
 				e.logf("  heap %s passed the limit %s: aborting the scenario", fmtBytes(float64(h)), fmtBytes(float64(g.limit)))

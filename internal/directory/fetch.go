@@ -95,7 +95,7 @@ func (d *Directory) sync(ctx context.Context, all bool) error {
 		} else if !all {
 			continue
 		}
-		d.fetchLocked(n, p)
+		d.fetchLocked(n, p, "sync")
 	}
 	d.mu.Unlock()
 	return d.waitFetches(ctx)
@@ -149,11 +149,13 @@ func (d *Directory) members(ctx context.Context) ([]string, error) {
 	}
 }
 
-// fetchLocked starts fetching node's table unless a fetch is in flight.
-func (d *Directory) fetchLocked(node string, p *peer) {
+// fetchLocked starts fetching node's table unless a fetch is in flight;
+// why is logged at Debug level.
+func (d *Directory) fetchLocked(node string, p *peer, why string) {
 	if p.fetching || d.closed {
 		return
 	}
+	d.o.Logger.Debug("notifier: table fetch", "peer", node, "why", why)
 	p.fetching, p.awaiting = true, time.Time{}
 	p.fetched = make(chan struct{})
 	d.stats.fetches.Add(1)

@@ -334,7 +334,7 @@ func (d *Directory) onProbeReply(node string, m *nats.Msg, vector bool) {
 	// and this answer differs too: a delta was lost (or a version forged).
 	verOff := r.Ver != p.ver
 	if verOff && p.verOff && p.claimed != p.ver && !p.fetching && !d.streamingLocked(p) {
-		d.fetchLocked(node, p)
+		d.fetchLocked(node, p, "probe answer: version behind")
 	}
 	p.verOff, p.claimed = verOff, r.Ver
 	digestOff := r.Digest != 0 && r.Digest != d.digest // 0: no digest
@@ -382,7 +382,7 @@ func (d *Directory) reconcileLocked(from string, nodes []string, vers []uint64) 
 		case !p.fetching && !d.streamingLocked(p):
 			p.vecBehind = vers[i]
 			if d.limiter.takeLocked(time.Now()) {
-				d.fetchLocked(n, p)
+				d.fetchLocked(n, p, "vector: version behind")
 				started++
 			} else {
 				d.stats.repairsSkipped.Add(1)

@@ -129,7 +129,7 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 	default: // a gap: something was lost, or a forged version
 		if d.limiter.takeLocked(time.Now()) {
 			d.bufferLocked(p, &a, m.Reply)
-			d.fetchLocked(a.Node, p)
+			d.fetchLocked(a.Node, p, "version gap")
 		} else {
 			d.stats.repairsSkipped.Add(1) // the probes find the gap again
 		}
@@ -200,7 +200,7 @@ func (d *Directory) repairLocked(node string) *peer {
 	}
 	p := d.newPeerLocked(node)
 	p.unverified = true
-	d.fetchLocked(node, p)
+	d.fetchLocked(node, p, "unknown node")
 	return p
 }
 
@@ -311,7 +311,7 @@ func (d *Directory) awaitLocked(node string, p *peer, a *announcement, reply str
 
 func (d *Directory) fetchAwaitedLocked(node string, p *peer) {
 	if d.limiter.takeLocked(time.Now()) {
-		d.fetchLocked(node, p)
+		d.fetchLocked(node, p, "awaited after a drop")
 	} else {
 		d.stats.repairsSkipped.Add(1)
 	}
