@@ -215,6 +215,7 @@ func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Tim
 	}
 	p.suspected = now
 	postponed := 0
+	since, busy0 := now, gcBusy()
 	var judge func()
 	judge = func() {
 		d.mu.Lock()
@@ -227,10 +228,12 @@ func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Tim
 			d.stats.refuted.Add(1)
 			return
 		}
-		if postponed < maxRefutePostpone && d.announcementsQueued() {
+		if postponed < maxRefutePostpone && (d.announcementsQueued() || gcStarved(busy0, since)) {
 			// The refutation may be among the announcements not handled
-			// yet: a loaded node reads them late, not the suspect.
+			// yet, or this process spent the grace collecting garbage: a
+			// loaded node reads them late, not the suspect.
 			postponed++
+			since, busy0 = time.Now(), gcBusy()
 			time.AfterFunc(d.refuteGrace(), judge)
 			return
 		}
@@ -244,7 +247,8 @@ func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Tim
 // refuteGrace is how long a suspect has to refute a drop report: half the
 // Expiry, so that a frozen node is still dropped by every node well within
 // two Expiries of its last answer. The judgement waits up to
-// maxRefutePostpone more graces while announcements wait unread.
+// maxRefutePostpone more graces while announcements wait unread or the
+// garbage collector took over a quarter of the processors.
 func (d *Directory) refuteGrace() time.Duration { return d.o.Expiry / 2 }
 
 const maxRefutePostpone = 2
