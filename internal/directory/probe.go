@@ -96,7 +96,7 @@ func (d *Directory) probe(node string, vector bool) {
 	timeout := d.probeTimeout()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	start, busy0 := time.Now(), gcBusy()
+	start, busy0, sched0 := time.Now(), gcBusy(), schedSnapshot()
 	var late time.Duration // how much later than asked the timer woke us, at most
 	for attempt := 0; attempt < 2; attempt++ {
 		d.mu.RLock()
@@ -136,7 +136,7 @@ func (d *Directory) probe(node string, vector bool) {
 			return // we cannot tell; judge after the reconnect
 		}
 	}
-	if d.heardSince(node, start) || d.starved(late, timeout) || gcStarved(busy0, start) {
+	if d.heardSince(node, start) || d.starved(late, timeout) || gcStarved(busy0, start) || schedLagged(sched0, timeout/2) {
 		d.stats.probesLate.Add(1)
 		return // alive but slow, or we cannot tell: the next round probes it again
 	}

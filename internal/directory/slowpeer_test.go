@@ -3,6 +3,7 @@ package directory
 import (
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -380,5 +381,44 @@ func TestDropReportRefuted(t *testing.T) {
 	}
 	if got := n1.Stats().DropsRefuted; got != 1 {
 		t.Errorf("DropsRefuted = %d, want 1", got)
+	}
+}
+
+// TestSchedLagged: with many more goroutines spinning than processors,
+// goroutines wait to run for many time slices, and schedLagged sees it.
+func TestSchedLagged(t *testing.T) {
+	s0 := readSched()
+	if len(s0.counts) == 0 {
+		t.Skip("this runtime has no /sched/latencies:seconds")
+	}
+	if schedLagged(s0, time.Hour) {
+		t.Fatal("lagged an hour")
+	}
+	// 50 spinners per processor: each waits about 50 preemption slices
+	// (10 ms each) between its turns, far more than the 20 ms asked.
+	n := 50 * runtime.GOMAXPROCS(0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := 0; i < 1000; i++ { // spin without a scheduling point
+					_ = i * i
+				}
+			}
+		}()
+	}
+	ok := poll(waitTimeout, func() bool { return schedLagged(s0, 20*time.Millisecond) })
+	close(stop)
+	wg.Wait()
+	if !ok {
+		t.Fatalf("%d goroutines spinning on %d processors: no goroutine waited 20 ms to run", n, runtime.GOMAXPROCS(0))
 	}
 }

@@ -215,7 +215,7 @@ func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Tim
 	}
 	p.suspected = now
 	postponed := 0
-	since, busy0 := now, gcBusy()
+	since, busy0, sched0 := now, gcBusy(), schedSnapshot()
 	var judge func()
 	judge = func() {
 		d.mu.Lock()
@@ -228,12 +228,12 @@ func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Tim
 			d.stats.refuted.Add(1)
 			return
 		}
-		if postponed < maxRefutePostpone && (d.announcementsQueued() || gcStarved(busy0, since)) {
+		if postponed < maxRefutePostpone && (d.announcementsQueued() || gcStarved(busy0, since) || schedLagged(sched0, d.refuteGrace()/2)) {
 			// The refutation may be among the announcements not handled
 			// yet, or this process spent the grace collecting garbage: a
 			// loaded node reads them late, not the suspect.
 			postponed++
-			since, busy0 = time.Now(), gcBusy()
+			since, busy0, sched0 = time.Now(), gcBusy(), schedSnapshot()
 			time.AfterFunc(d.refuteGrace(), judge)
 			return
 		}
