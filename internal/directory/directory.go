@@ -104,7 +104,8 @@ type counters struct {
 // makes the prober drop the successor and announce the drop to all (a
 // proven drop, which every node follows). Two probes unanswered do the
 // same unless the successor sent anything meanwhile, or the prober was too
-// busy to judge (its timer woke late, replies waited in its inbox), or
+// busy to judge (its timer woke late, replies waited in its inbox, the
+// garbage collector or the scheduler kept its goroutines waiting), or
 // three such drops already fell within two Heartbeats (a stall of the bus,
 // not that many frozen nodes); a node that heard from the target within
 // the Expiry doubts such a drop, and the others follow it only if the
