@@ -171,6 +171,8 @@ type Directory struct {
 	unproven []time.Time   // the last drops for unanswered probes; under mu
 	goneWake chan struct{} // buffered 1: gone has entries
 
+	names interner // strings of decoded announcements and acks
+
 	stats       counters
 	reconnected atomic.Int64 // unix nanoseconds of the last reconnect
 	srtt        atomic.Int64 // smoothed round trip of answered probes, nanoseconds

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/wire"
@@ -37,7 +36,10 @@ func (d *Directory) forged(what string, m *nats.Msg, claimed string) {
 // other nodes.
 func (d *Directory) onAnnouncement(m *nats.Msg) {
 	var a announcement
-	err := wire.Unmarshal(m.Data, &a)
+	err := wire.Check(m.Data)
+	if err == nil {
+		err = a.decode(m.Data, &d.names)
+	}
 	switch {
 	case err != nil:
 	case !bus.ValidName(a.Node):
@@ -418,18 +420,21 @@ func (d *Directory) replaceLocked(node string, p *peer, regs []Reg, ver uint64) 
 }
 
 func (d *Directory) sendAcks(acks []pendingAck) {
+	var buf [64]byte
 	for _, a := range acks {
-		data, err := msgpack.Marshal(&ack{Node: d.o.Node, Ver: a.ver})
-		if err == nil {
-			_ = d.nc.Publish(a.reply, data)
-		}
+		// Publish copies the data: one buffer serves every ack.
+		_ = d.nc.Publish(a.reply, appendAck(buf[:0], ack{Node: d.o.Node, Ver: a.ver}))
 	}
 }
 
 // onAck records that a peer applied our table up to a version.
 func (d *Directory) onAck(m *nats.Msg) {
 	var a ack
-	if err := wire.Unmarshal(m.Data, &a); err != nil || !bus.ValidName(a.Node) {
+	err := wire.Check(m.Data)
+	if err == nil {
+		err = a.decode(m.Data, &d.names)
+	}
+	if err != nil || !bus.ValidName(a.Node) {
 		d.undecodable("ack", m, err)
 		return
 	}
