@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/bus"
 )
 
 // fastReconnect is the reconnect wait of the scale bus's Notifiers: Connect's
@@ -94,7 +98,24 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	seq.Notes = fmt.Sprintf("p99 %s, max %s; each confirmed by all %d peers before it returns", fmtDur(l.p99), fmtDur(slices.Max(lat)), nodes)
 	e.logf("  sequential Subscribe: median %s, p99 %s", fmtDur(l.p50), fmtDur(l.p99))
 
+	// Count the announcements of r (group commit: the changes they carry).
+	var anns atomic.Int64
+	annSub, err := r.Conn().Subscribe(bus.Subjects{Prefix: prefix}.Ann(r.Node()), func(*nats.Msg) { anns.Add(1) })
+	if err != nil {
+		return nil, fmt.Errorf("registration rates: %w", err)
+	}
+	defer func() { _ = annSub.Unsubscribe() }()
+	if err := r.Conn().Flush(); err != nil {
+		return nil, fmt.Errorf("registration rates: %w", err)
+	}
+	annsSeen := func(from int64) int64 {
+		_ = r.Conn().Flush()
+		return anns.Load() - from
+	}
+
 	const parN, workers = 1000, 10
+	stopProf := rowProf("par")
+	anns0 := anns.Load()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -110,7 +131,9 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	}
 	wg.Wait()
 	parDur := time.Since(t0)
-	e.logf("  %d registrations from %d goroutines: %s", parN, workers, fmtDur(parDur))
+	stopProf()
+	parAnns := annsSeen(anns0)
+	e.logf("  %d registrations from %d goroutines: %s, %d announcements", parN, workers, fmtDur(parDur), parAnns)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -120,18 +143,21 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 		Target: 1, TargetKind: below, TargetText: "< 1 s",
 	}
 	par.Notifier, par.Raw, par.Ratio = fmtDur(parDur), "–", fmtDur(parDur)
-	par.Notes = fmt.Sprintf("%.0f registrations/s on one Notifier, each confirmed by all %d peers (group commit)", parN/parDur.Seconds(), nodes)
+	par.Notes = fmt.Sprintf("%.0f registrations/s on one Notifier, each confirmed by all %d peers; %d announcements (group commit: %.1f changes each, at most %d)",
+		parN/parDur.Seconds(), nodes, parAnns, float64(parN)/float64(max(parAnns, 1)), workers)
 
 	const bulkN = 1000
 	b := r.Batch()
 	for k := range bulkN {
 		b.Subscribe("rbulk", notifier.Exact(int64(k)), "c", sub)
 	}
+	stopProf = rowProf("bulk")
 	t1 := time.Now()
 	if err := b.Commit(); err != nil {
 		return nil, fmt.Errorf("batch of %d: %w", bulkN, err)
 	}
 	bulkDur := time.Since(t1)
+	stopProf()
 	e.logf("  %d registrations in one Batch: %s", bulkN, fmtDur(bulkDur))
 	bulk := Row{
 		Key: "scale", Name: fmt.Sprintf("scale %d: %d registrations in one Batch().Commit()", nodes, bulkN),
@@ -434,4 +460,25 @@ func (s *idSink) last() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.at
+}
+
+func rowProf(name string) func() {
+	dir := os.Getenv("ROWPROF")
+	if dir == "" {
+		return func() {}
+	}
+	f, _ := os.Create(dir + "/" + name + ".prof")
+	h0, _ := os.Create(dir + "/" + name + ".heap0")
+	runtime.GC()
+	_ = pprof.Lookup("allocs").WriteTo(h0, 0)
+	h0.Close()
+	_ = pprof.StartCPUProfile(f)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		h1, _ := os.Create(dir + "/" + name + ".heap1")
+		runtime.GC()
+		_ = pprof.Lookup("allocs").WriteTo(h1, 0)
+		h1.Close()
+	}
 }

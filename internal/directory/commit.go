@@ -11,9 +11,10 @@ import (
 
 // Pending is an announced change waiting to be applied by the peers.
 type Pending struct {
-	d   *Directory
-	w   *waiter // nil when nobody needs to confirm
-	err error
+	d      *Directory
+	w      *waiter // nil when nobody needs to confirm
+	err    error
+	gaveUp bool // Wait timed out
 }
 
 // Announce changes this node's registrations (puts replace by ID) at once
@@ -50,9 +51,11 @@ func (d *Directory) Announce(puts []Reg, dels []uint64) *Pending {
 		// announcement goes out gets the change with our table.
 		return &Pending{}
 	}
-	w := &waiter{done: make(chan struct{})}
-	d.batch = append(d.batch, w)
-	return &Pending{d: d, w: w}
+	if d.next == nil {
+		d.next = &waiter{done: make(chan struct{})}
+	}
+	d.next.callers++
+	return &Pending{d: d, w: d.next}
 }
 
 // Wait waits until every peer known when the change was announced has
@@ -62,6 +65,9 @@ func (d *Directory) Announce(puts []Reg, dels []uint64) *Pending {
 func (p *Pending) Wait(timeout time.Duration) error {
 	if p.err != nil || p.w == nil {
 		return p.err
+	}
+	if p.gaveUp {
+		return fmt.Errorf("notifier: registration change not confirmed: %w", context.DeadlineExceeded)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -78,8 +84,10 @@ func (p *Pending) Wait(timeout time.Duration) error {
 			return p.w.err
 		default:
 		}
-		delete(p.d.waiters, p.w)
-		p.w.abandoned = true
+		p.gaveUp = true
+		if p.w.callers--; p.w.callers == 0 {
+			delete(p.d.waiters, p.w) // nobody waits for it any more
+		}
 		missing := len(p.w.need)
 		if p.w.need == nil {
 			missing = len(p.d.peers) // not even published yet
@@ -144,7 +152,10 @@ func (d *Directory) gather(t *time.Timer, want int, wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	for {
 		d.mu.Lock()
-		n := len(d.batch)
+		n := 0
+		if d.next != nil {
+			n = d.next.callers
+		}
 		d.mu.Unlock()
 		left := time.Until(deadline)
 		if n >= want || left <= 0 {
@@ -183,8 +194,8 @@ func (d *Directory) commit() (<-chan struct{}, int) {
 	clear(d.pend)
 	d.setOwnVerLocked(d.ver + 1)
 	a.Ver = d.ver
-	batch := d.batch
-	d.batch = nil
+	w := d.next
+	d.next = nil
 	d.stats.batches.Add(1)
 	data, err := msgpack.Marshal(&a)
 	if err == nil {
@@ -195,21 +206,15 @@ func (d *Directory) commit() (<-chan struct{}, int) {
 		err = fmt.Errorf("notifier: announce: %w", err)
 		d.o.Logger.Warn("notifier: announce", "err", err)
 	}
-	var all chan struct{} // the committer lingers on one waiter: they all wait for the same peers
-	for _, w := range batch {
-		if w.abandoned {
-			continue
-		}
-		w.ver, w.err = d.ver, err
-		w.need = map[string]struct{}{}
-		if err == nil {
-			w.need = d.needLocked()
-		}
-		d.waiters[w] = struct{}{}
-		d.releaseLocked(w)
-		if all == nil {
-			all = w.done
-		}
+	if w == nil || w.callers == 0 {
+		return nil, 0 // nobody waits: no peer was known, or every Wait gave up
 	}
-	return all, len(batch)
+	w.ver, w.err = d.ver, err
+	w.need = map[string]struct{}{}
+	if err == nil {
+		w.need = d.needLocked()
+	}
+	d.waiters[w] = struct{}{}
+	d.releaseLocked(w)
+	return w.done, w.callers
 }

@@ -34,6 +34,7 @@ func randReg(r *rand.Rand) Reg {
 func TestAnnouncementDecodeMatchesMsgpack(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var in interner
+	var buf []Reg // reused as the handler reuses pooled ones
 	for i := range 2000 {
 		a := announcement{Type: uint8(r.IntN(256)), Node: "n" + strings.Repeat("é", r.IntN(40)), Ver: r.Uint64() >> r.IntN(64)}
 		switch i % 4 {
@@ -65,8 +66,11 @@ func TestAnnouncementDecodeMatchesMsgpack(t *testing.T) {
 		if len(want.Dels) == 0 {
 			want.Dels = nil
 		}
-		if err := got.decode(data, &in); err != nil {
+		if err := got.decode(data, &in, buf); err != nil {
 			t.Fatalf("announcement %d: %v", i, err)
+		}
+		if cap(got.Puts) > cap(buf) {
+			buf = got.Puts
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("announcement %d:\n got %+v\nwant %+v", i, got, want)
@@ -102,7 +106,7 @@ func TestAnnouncementDecodeOtherVersions(t *testing.T) {
 	}
 	var in interner
 	var got announcement
-	if err := got.decode(data, &in); err != nil {
+	if err := got.decode(data, &in, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := announcement{Type: annDelta, Node: "n1", Ver: 5, Puts: []Reg{reg}, Dels: []uint64{9}}
@@ -111,7 +115,7 @@ func TestAnnouncementDecodeOtherVersions(t *testing.T) {
 	}
 
 	older, _ := msgpack.Marshal([]any{annBye, "n2"})
-	if err := got.decode(older, &in); err != nil {
+	if err := got.decode(older, &in, nil); err != nil {
 		t.Fatal(err)
 	}
 	if want := (announcement{Type: annBye, Node: "n2"}); !reflect.DeepEqual(got, want) {
@@ -141,7 +145,7 @@ func TestAnnouncementDecodeErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		var a announcement
-		if err := a.decode(data, &in); err == nil || !strings.Contains(err.Error(), wire.ErrMalformed.Error()) {
+		if err := a.decode(data, &in, nil); err == nil || !strings.Contains(err.Error(), wire.ErrMalformed.Error()) {
 			t.Errorf("%s: decode = %v, want a malformed-msgpack error", name, err)
 		}
 	}
@@ -151,11 +155,11 @@ func TestAnnouncementDecodeErrors(t *testing.T) {
 	}
 	for n := range len(data) {
 		var a announcement
-		if err := a.decode(data[:n], &in); err == nil {
+		if err := a.decode(data[:n], &in, nil); err == nil {
 			t.Fatalf("a %d-byte prefix of a %d-byte announcement decoded", n, len(data))
 		}
 	}
-	if err := new(announcement).decode(append(data, 0xc0), &in); err == nil {
+	if err := new(announcement).decode(append(data, 0xc0), &in, nil); err == nil {
 		t.Fatal("an announcement with a byte after it decoded")
 	}
 }

@@ -139,8 +139,8 @@ type Directory struct {
 	// Group commit: changes announced but not yet published, and the
 	// waiters of the calls that made them.
 	pend       map[uint64]*Reg // nil: deleted
-	batch      []*waiter
-	commitWake chan struct{} // buffered 1
+	next       *waiter         // the waiter of the next announcement, shared by its callers
+	commitWake chan struct{}   // buffered 1
 
 	probing map[string]bool // probes in flight, by successor
 	limiter tokens          // repair fetches and verifications
@@ -181,13 +181,14 @@ type Directory struct {
 
 // peer is what a node knows of another node.
 type peer struct {
-	ver      uint64              // version of its table we hold
-	regs     map[uint64]bus.Kind // its registrations we hold, by ID
-	acked    uint64              // highest of our versions it acknowledged
-	fetching bool                // a table fetch is in flight
-	fetched  chan struct{}       // closed when the fetch in flight ends
-	buffered []*announcement     // deltas received during the fetch
-	acks     []pendingAck        // acknowledgements owed once ver reaches them
+	ver      uint64          // version of its table we hold
+	ids      []uint64        // IDs of its registrations we hold (see forgetRegsLocked)
+	nregs    int             // how many we hold
+	acked    uint64          // highest of our versions it acknowledged
+	fetching bool            // a table fetch is in flight
+	fetched  chan struct{}   // closed when the fetch in flight ends
+	buffered []*announcement // deltas received during the fetch
+	acks     []pendingAck    // acknowledgements owed once ver reaches them
 
 	unverified bool      // learned indirectly; not waited for until its table is in
 	awaiting   time.Time // nonzero: heard from again after a reported drop, its re-announcement awaited since
@@ -207,13 +208,15 @@ type pendingAck struct {
 	ver   uint64
 }
 
-// waiter is an Update waiting for the peers known at the time to apply it.
+// waiter is one announcement waiting for the peers known at the time to
+// apply it. The calls whose changes it carries share it (group commit): one
+// set of peers to hear from, one channel closed for them all.
 type waiter struct {
-	ver       uint64
-	need      map[string]struct{}
-	done      chan struct{}
-	err       error // set before done is closed
-	abandoned bool  // its Wait gave up before the change was published
+	ver     uint64
+	need    map[string]struct{}
+	done    chan struct{}
+	err     error // set before done is closed
+	callers int   // the calls still waiting for it; 0: every Wait gave up
 }
 
 // Join subscribes to the directory subjects, learns every registration

@@ -19,9 +19,7 @@ func (d *Directory) dropLocked(node, why string) {
 	if !ok {
 		return
 	}
-	for id, k := range p.regs {
-		d.tables[k].Delete(RegRef{Node: node, ID: id})
-	}
+	d.forgetRegsLocked(node, p)
 	d.digest ^= verHash(node, p.ver)
 	delete(d.peers, node)
 	if p.fetching {

@@ -124,6 +124,8 @@ type announcement struct {
 	Dels     []uint64
 	Target   string // annDrop: the node found gone
 	Proven   bool   // annDrop: NATS said "no responders" (not only unanswered probes)
+
+	retained bool // kept beyond its handler (buffered): its Puts are not reused
 }
 
 // ack confirms that Node has applied the announcer's table up to Ver.
@@ -207,8 +209,8 @@ func (r *Reg) read(rd *wire.Reader, in *interner) {
 // (fields beyond the known ones skipped, missing ones zero), but without
 // reflection and with its strings interned: every peer decodes every
 // announcement, and decoding was a third of a peer's work per change.
-// b must have passed wire.Check.
-func (a *announcement) decode(b []byte, in *interner) error {
+// b must have passed wire.Check. Puts reuse buf when it is large enough.
+func (a *announcement) decode(b []byte, in *interner, buf []Reg) error {
 	rd := wire.NewReader(b)
 	n := rd.ArrayLen()
 	in.mu.Lock()
@@ -225,7 +227,11 @@ func (a *announcement) decode(b []byte, in *interner) error {
 			a.Ver = rd.Uint()
 		case 3:
 			if k := rd.ArrayLen(); k > 0 {
-				a.Puts = make([]Reg, k)
+				a.Puts = buf[:0:cap(buf)]
+				if k > cap(buf) {
+					a.Puts = make([]Reg, 0, k)
+				}
+				a.Puts = a.Puts[:k]
 				for j := range a.Puts {
 					a.Puts[j].read(&rd, in)
 				}
@@ -306,6 +312,23 @@ func appendUint(b []byte, v uint64) []byte {
 		return append(b, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 	}
 	return append(b, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+// regsPool holds the Puts of handled announcements, for the next ones
+// (most carry a few registrations; see putsBuf).
+var regsPool = sync.Pool{New: func() any { return new([]Reg) }}
+
+// maxPooledPuts bounds the Puts slices kept in regsPool.
+const maxPooledPuts = 256
+
+// recyclePuts gives a's Puts back to regsPool unless a was kept.
+func recyclePuts(bp *[]Reg, a *announcement) {
+	if a.retained || cap(a.Puts) > maxPooledPuts {
+		return
+	}
+	clear(a.Puts) // no strings kept alive by the pool
+	*bp = a.Puts[:0]
+	regsPool.Put(bp)
 }
 
 // maxInterned bounds an interner: past it the interner starts afresh.

@@ -38,7 +38,9 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 	var a announcement
 	err := wire.Check(m.Data)
 	if err == nil {
-		err = a.decode(m.Data, &d.names)
+		bp := regsPool.Get().(*[]Reg)
+		err = a.decode(m.Data, &d.names, *bp)
+		defer recyclePuts(bp, &a)
 	}
 	switch {
 	case err != nil:
@@ -171,7 +173,7 @@ func (d *Directory) onOwnName(a *announcement, m *nats.Msg) {
 }
 
 func (d *Directory) newPeerLocked(node string) *peer {
-	p := &peer{regs: make(map[uint64]bus.Kind)}
+	p := &peer{}
 	d.peers[node] = p
 	d.digest ^= verHash(node, 0)
 	return p
@@ -365,6 +367,7 @@ const maxOwed = 1024
 
 func (d *Directory) bufferLocked(p *peer, a *announcement, reply string) {
 	if (a.Type == annDelta || a.Type == annFull) && len(p.buffered) < maxOwed {
+		a.retained = true
 		p.buffered = append(p.buffered, a)
 	}
 	if reply != "" {
@@ -409,10 +412,7 @@ func (d *Directory) applyFullLocked(node string, p *peer, a *announcement) {
 }
 
 func (d *Directory) replaceLocked(node string, p *peer, regs []Reg, ver uint64) {
-	for id, k := range p.regs {
-		d.tables[k].Delete(RegRef{Node: node, ID: id})
-	}
-	clear(p.regs)
+	d.forgetRegsLocked(node, p)
 	for _, r := range regs {
 		d.putLocked(node, r)
 	}
