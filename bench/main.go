@@ -15,27 +15,28 @@ import (
 
 // config is what the flags select.
 type config struct {
-	n          int           // messages per publish round
-	rpcN       int           // calls per RPC round
-	runs       int           // measured runs per row; the median is reported
-	short      bool          // small sizes, for CI
-	only       []string      // row keys; empty means all
-	queue      int           // WithQueueSize of receiving Notifiers; 0 = library default
-	scaleNodes int           // Notifiers on the bus in the scale row
-	scaleRegs  int           // registrations per Notifier in the scale row
-	bigRegs    int           // registrations of the one Notifier in the big row
-	scalePar   int           // Notifiers registering at once in the scale row; 0 = all
-	connectPar int           // Connects at once while building the scale bus
-	setupBatch bool          // the scale bus's registrations in one Batch per Notifier
-	servers    int           // servers of the scale bus: 1, or a cluster of this many
-	scaleHeap  bool          // measure the scale bus's heap (forced collections)
-	maxHeap    uint64        // live heap (as of the last GC) at which the scale row aborts
-	timeout    time.Duration // bound of one measured round
-	verbose    bool          // library warnings to stderr
-	info       bool          // and its info lines
-	cpuProfile string
-	memProfile string
-	args       []string // the command line, for the report
+	n           int           // messages per publish round
+	rpcN        int           // calls per RPC round
+	runs        int           // measured runs per row; the median is reported
+	short       bool          // small sizes, for CI
+	only        []string      // row keys; empty means all
+	queue       int           // WithQueueSize of receiving Notifiers; 0 = library default
+	scaleNodes  int           // Notifiers on the bus in the scale row
+	scaleRegs   int           // registrations per Notifier in the scale row
+	bigRegs     int           // registrations of the one Notifier in the big row
+	scalePar    int           // Notifiers registering at once in the scale row; 0 = all
+	connectPar  int           // Connects at once while building the scale bus
+	setupBatch  bool          // the scale bus's registrations in one Batch per Notifier
+	servers     int           // servers of the scale bus: 1, or a cluster of this many
+	scaleHeap   bool          // measure the scale bus's heap (forced collections)
+	maxHeap     uint64        // live heap (as of the last GC) at which the scale row aborts
+	timeout     time.Duration // bound of one measured round
+	verbose     bool          // library warnings to stderr
+	info        bool          // and its info lines
+	cpuProfile  string
+	rowsProfile string // directory of the registration rows' own profiles
+	memProfile  string
+	args        []string // the command line, for the report
 }
 
 // defaultConfig is the full run.
@@ -99,6 +100,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	info := fs.Bool("vv", false, "with -v: the library's info lines too (peers dropped, and why)")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	mem := fs.String("memprofile", "", "write an allocation (heap) profile to this file at the end")
+	rowsProf := fs.String("scale-rows-profile", "", "write CPU and allocation profiles of the scale row's 10-goroutine and Batch registrations to this directory (par.prof, par.heap0/1, bulk.prof, ...; a forced collection before and after each)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -142,6 +144,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	c.verbose = *verbose || *info
 	c.info = *info
 	c.cpuProfile, c.memProfile = *cpu, *mem
+	c.rowsProfile = *rowsProf
 	c.args = args
 	if *only != "" {
 		for _, k := range strings.Split(*only, ",") {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -114,7 +115,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	}
 
 	const parN, workers = 1000, 10
-	stopProf := rowProf("par")
+	stopProf := rowProf(e.cfg.rowsProfile, "par")
 	anns0 := anns.Load()
 	t0 := time.Now()
 	var wg sync.WaitGroup
@@ -151,7 +152,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	for k := range bulkN {
 		b.Subscribe("rbulk", notifier.Exact(int64(k)), "c", sub)
 	}
-	stopProf = rowProf("bulk")
+	stopProf = rowProf(e.cfg.rowsProfile, "bulk")
 	t1 := time.Now()
 	if err := b.Commit(); err != nil {
 		return nil, fmt.Errorf("batch of %d: %w", bulkN, err)
@@ -462,23 +463,33 @@ func (s *idSink) last() time.Time {
 	return s.at
 }
 
-func rowProf(name string) func() {
-	dir := os.Getenv("ROWPROF")
+// rowProf starts a CPU profile of one registration row in dir (none if dir
+// is empty), with allocation profiles before and after it
+// (go tool pprof -sample_index=alloc_space -base name.heap0 name.heap1),
+// and returns the function that ends it.
+func rowProf(dir, name string) func() {
 	if dir == "" {
 		return func() {}
 	}
-	f, _ := os.Create(dir + "/" + name + ".prof")
-	h0, _ := os.Create(dir + "/" + name + ".heap0")
-	runtime.GC()
-	_ = pprof.Lookup("allocs").WriteTo(h0, 0)
-	h0.Close()
-	_ = pprof.StartCPUProfile(f)
+	heap := func(suffix string) {
+		runtime.GC()
+		if h, err := os.Create(filepath.Join(dir, name+suffix)); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(h, 0)
+			_ = h.Close()
+		}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".prof"))
+	if err != nil {
+		return func() {}
+	}
+	heap(".heap0")
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return func() {}
+	}
 	return func() {
 		pprof.StopCPUProfile()
-		f.Close()
-		h1, _ := os.Create(dir + "/" + name + ".heap1")
-		runtime.GC()
-		_ = pprof.Lookup("allocs").WriteTo(h1, 0)
-		h1.Close()
+		_ = f.Close()
+		heap(".heap1")
 	}
 }
