@@ -100,7 +100,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	info := fs.Bool("vv", false, "with -v: the library's info lines too (peers dropped, and why)")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	mem := fs.String("memprofile", "", "write an allocation (heap) profile to this file at the end")
-	rowsProf := fs.String("scale-rows-profile", "", "write CPU and allocation profiles of the scale row's 10-goroutine and Batch registrations to this directory (par.prof, par.heap0/1, bulk.prof, ...; a forced collection before and after each)")
+	rowsProf := fs.String("scale-rows-profile", "", "write CPU and allocation profiles of the scale row's sequential, 10-goroutine and Batch registrations to this directory (seq.prof, par.prof, bulk.prof, with .heap0 and .heap1 allocation profiles; a forced collection before and after each)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -81,6 +81,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	sub := &countSub{s: &sink{}}
 
 	const seqN = 50
+	stopProf := rowProf(e.cfg.rowsProfile, "seq")
 	lat := make([]time.Duration, 0, seqN)
 	for k := range seqN {
 		t := time.Now()
@@ -89,6 +90,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 		}
 		lat = append(lat, time.Since(t))
 	}
+	stopProf()
 	l := summarize(lat)
 	seq := Row{
 		Key: "scale", Name: fmt.Sprintf("scale %d: one sequential Subscribe (median, p99 of %d)", nodes, seqN),
@@ -115,7 +117,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	}
 
 	const parN, workers = 1000, 10
-	stopProf := rowProf(e.cfg.rowsProfile, "par")
+	stopProf = rowProf(e.cfg.rowsProfile, "par")
 	anns0 := anns.Load()
 	t0 := time.Now()
 	var wg sync.WaitGroup

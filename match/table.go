@@ -49,12 +49,23 @@ type bucket[K comparable] struct {
 	full, slice []*node[K]
 }
 
-// node is the storage of one entry and its position in the index.
+// node is the storage of one entry and its position in the index. Its
+// object and cmd are its group's key, not copies: a directory holds a node
+// for every registration on the bus, so each byte here is paid once per
+// registration per Notifier.
 type node[K comparable] struct {
-	e   Entry[K]
-	g   *group[K]  // nil when the pattern is unsatisfiable (not indexed)
-	b   *bucket[K] // nil when not indexed
-	pos int        // index in b.full or b.slice
+	key     K
+	g       *group[K]  // its (object, cmd); for an unsatisfiable pattern a group of its own, not in the index
+	b       *bucket[K] // nil when not indexed
+	pattern Pattern
+	weight  float64
+	pos     int32 // index in b.full or b.slice
+	slice   bool
+}
+
+// entry returns the Entry n stores.
+func (n *node[K]) entry() Entry[K] {
+	return Entry[K]{Object: n.g.key.object, Cmd: n.g.key.cmd, Pattern: n.pattern, Slice: n.slice, Weight: n.weight, Key: n.key}
 }
 
 // NewTable returns an empty table.
@@ -74,20 +85,19 @@ func (t *Table[K]) Put(e Entry[K]) bool {
 	}
 	n, ok := t.nodes[e.Key]
 	if ok {
-		old := n.e
-		if n.b != nil && old.Object == e.Object && old.Cmd == e.Cmd &&
-			old.Pattern == e.Pattern && old.Slice == e.Slice {
+		if n.b != nil && n.g.key.object == e.Object && n.g.key.cmd == e.Cmd &&
+			n.pattern == e.Pattern && n.slice == e.Slice {
 			// Same place in the index: update in place (weight only).
-			n.e.Weight = e.Weight
+			n.weight = e.Weight
 			return false
 		}
 		t.unindex(n)
 	} else {
-		n = &node[K]{}
+		n = &node[K]{key: e.Key}
 		t.nodes[e.Key] = n
 	}
-	n.e = e
-	t.index(n)
+	n.pattern, n.slice, n.weight = e.Pattern, e.Slice, e.Weight
+	t.index(n, e.Object, e.Cmd)
 	return !ok
 }
 
@@ -108,7 +118,7 @@ func (t *Table[K]) Get(key K) (Entry[K], bool) {
 	if !ok {
 		return Entry[K]{}, false
 	}
-	return n.e, true
+	return n.entry(), true
 }
 
 // Len returns the number of entries, including unsatisfiable ones.
@@ -118,7 +128,7 @@ func (t *Table[K]) Len() int { return len(t.nodes) }
 // f must not modify the table; use DeleteFunc to remove while iterating.
 func (t *Table[K]) Range(f func(Entry[K]) bool) {
 	for _, n := range t.nodes {
-		if !f(n.e) {
+		if !f(n.entry()) {
 			return
 		}
 	}
@@ -129,7 +139,7 @@ func (t *Table[K]) Range(f func(Entry[K]) bool) {
 func (t *Table[K]) DeleteFunc(del func(Entry[K]) bool) int {
 	removed := 0
 	for k, n := range t.nodes {
-		if del(n.e) {
+		if del(n.entry()) {
 			t.unindex(n)
 			delete(t.nodes, k)
 			removed++
@@ -155,10 +165,10 @@ func (t *Table[K]) Lookup(object, cmd string, id int64, full, slices []Entry[K])
 			continue
 		}
 		for _, n := range b.full {
-			full = append(full, n.e)
+			full = append(full, n.entry())
 		}
 		for _, n := range b.slice {
-			slices = append(slices, n.e)
+			slices = append(slices, n.entry())
 		}
 	}
 	return full, slices
@@ -179,20 +189,20 @@ func (t *Table[K]) HasMatch(object, cmd string, id int64) bool {
 	return false
 }
 
-// index links n (whose entry is set) into the lookup index. Unsatisfiable
-// patterns are not indexed; their strings are cloned so that they do not pin
-// a caller's larger buffer.
-func (t *Table[K]) index(n *node[K]) {
-	e := &n.e
-	if !e.Pattern.Satisfiable() {
-		e.Object, e.Cmd = strings.Clone(e.Object), strings.Clone(e.Cmd)
-		n.g, n.b = nil, nil
+// index links n (whose pattern, slice flag and weight are set) into the
+// lookup index under (object, cmd). An unsatisfiable pattern is not indexed:
+// n gets a group of its own holding clones of the strings, so that they do
+// not pin a caller's larger buffer.
+func (t *Table[K]) index(n *node[K], object, cmd string) {
+	if !n.pattern.Satisfiable() {
+		n.g = &group[K]{key: groupKey{strings.Clone(object), strings.Clone(cmd)}}
+		n.b = nil
 		return
 	}
-	gk := groupKey{e.Object, e.Cmd}
+	gk := groupKey{object, cmd}
 	g := t.groups[gk]
 	if g == nil {
-		gk = groupKey{strings.Clone(e.Object), strings.Clone(e.Cmd)}
+		gk = groupKey{strings.Clone(object), strings.Clone(cmd)}
 		g = &group[K]{
 			key:     gk,
 			maskPos: make(map[int64]int32),
@@ -200,18 +210,17 @@ func (t *Table[K]) index(n *node[K]) {
 		}
 		t.groups[gk] = g
 	}
-	e.Object, e.Cmd = g.key.object, g.key.cmd
-	b := g.buckets[e.Pattern]
+	b := g.buckets[n.pattern]
 	if b == nil {
 		b = &bucket[K]{}
-		g.buckets[e.Pattern] = b
-		g.addMask(e.Pattern.Mask)
+		g.buckets[n.pattern] = b
+		g.addMask(n.pattern.Mask)
 	}
-	if e.Slice {
-		n.pos = len(b.slice)
+	if n.slice {
+		n.pos = int32(len(b.slice))
 		b.slice = append(b.slice, n)
 	} else {
-		n.pos = len(b.full)
+		n.pos = int32(len(b.full))
 		b.full = append(b.full, n)
 	}
 	n.g, n.b = g, b
@@ -224,17 +233,17 @@ func (t *Table[K]) unindex(n *node[K]) {
 	if b == nil {
 		return
 	}
-	if n.e.Slice {
-		b.slice = removeAt(b.slice, n.pos)
+	if n.slice {
+		b.slice = removeAt(b.slice, int(n.pos))
 	} else {
-		b.full = removeAt(b.full, n.pos)
+		b.full = removeAt(b.full, int(n.pos))
 	}
-	n.g, n.b, n.pos = nil, nil, 0
+	n.b, n.pos = nil, 0
 	if len(b.full)+len(b.slice) > 0 {
 		return
 	}
-	delete(g.buckets, n.e.Pattern)
-	g.dropMask(n.e.Pattern.Mask)
+	delete(g.buckets, n.pattern)
+	g.dropMask(n.pattern.Mask)
 	if len(g.masks) == 0 {
 		delete(t.groups, g.key)
 	}
@@ -246,7 +255,7 @@ func removeAt[K comparable](s []*node[K], i int) []*node[K] {
 	last := len(s) - 1
 	if i != last {
 		s[i] = s[last]
-		s[i].pos = i
+		s[i].pos = int32(i)
 	}
 	s[last] = nil
 	s = s[:last]

@@ -54,26 +54,27 @@ func checkInvariants[K comparable](t *testing.T, tab *Table[K]) {
 	t.Helper()
 	indexed := 0
 	for k, n := range tab.nodes {
-		if n.e.Key != k {
-			t.Fatalf("node under key %v holds key %v", k, n.e.Key)
+		e := n.entry()
+		if e.Key != k {
+			t.Fatalf("node under key %v holds key %v", k, e.Key)
 		}
-		if !n.e.Pattern.Satisfiable() {
-			if n.b != nil || n.g != nil {
-				t.Fatalf("unsatisfiable %v is indexed", n.e.Pattern)
+		if !e.Pattern.Satisfiable() {
+			if n.b != nil || tab.groups[n.g.key] == n.g {
+				t.Fatalf("unsatisfiable %v is indexed", e.Pattern)
 			}
 			continue
 		}
 		indexed++
-		g := tab.groups[groupKey{n.e.Object, n.e.Cmd}]
-		if g == nil || g != n.g || g.buckets[n.e.Pattern] != n.b {
-			t.Fatalf("entry %v not in its group/bucket", n.e)
+		g := tab.groups[groupKey{e.Object, e.Cmd}]
+		if g == nil || g != n.g || g.buckets[e.Pattern] != n.b {
+			t.Fatalf("entry %v not in its group/bucket", e)
 		}
 		list := n.b.full
-		if n.e.Slice {
+		if e.Slice {
 			list = n.b.slice
 		}
-		if n.pos >= len(list) || list[n.pos] != n {
-			t.Fatalf("entry %v at wrong position %d", n.e, n.pos)
+		if int(n.pos) >= len(list) || list[n.pos] != n {
+			t.Fatalf("entry %v at wrong position %d", e, n.pos)
 		}
 	}
 	inBuckets := 0
@@ -87,13 +88,13 @@ func checkInvariants[K comparable](t *testing.T, tab *Table[K]) {
 				t.Fatalf("group %v: empty bucket %v", gk, p)
 			}
 			for _, n := range b.full {
-				if n.e.Slice || n.e.Pattern != p {
-					t.Fatalf("bucket %v holds %v in full", p, n.e)
+				if n.slice || n.pattern != p {
+					t.Fatalf("bucket %v holds %v in full", p, n.entry())
 				}
 			}
 			for _, n := range b.slice {
-				if !n.e.Slice || n.e.Pattern != p {
-					t.Fatalf("bucket %v holds %v in slice", p, n.e)
+				if !n.slice || n.pattern != p {
+					t.Fatalf("bucket %v holds %v in slice", p, n.entry())
 				}
 			}
 			inBuckets += len(b.full) + len(b.slice)

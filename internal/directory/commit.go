@@ -98,10 +98,18 @@ func (p *Pending) Wait(timeout time.Duration) error {
 	}
 }
 
-// commitLinger bounds how long the committer waits for one announcement's
-// acknowledgements before it sends the next: changes made meanwhile go out
-// together then.
-const commitLinger = 20 * time.Millisecond
+// commitLinger is the least the committer waits for one announcement's
+// acknowledgements before it sends the next (changes made meanwhile go out
+// together then); it waits twice the recent rounds' time when that is
+// longer, at most commitLingerMax. A round costs every peer the same work
+// however few changes it carries: on a bus whose rounds take 100 ms (1,000
+// Notifiers on 2 cores), sending the next one after 20 ms put several
+// rounds of two or three changes in flight at once, each slowing the
+// others.
+const (
+	commitLinger    = 20 * time.Millisecond
+	commitLingerMax = 500 * time.Millisecond
+)
 
 // commitGather bounds how long the committer waits, after a round that
 // released several callers, for them to come back with their next change:
@@ -109,7 +117,7 @@ const commitLinger = 20 * time.Millisecond
 // alone and the others the one after (which halves the batches of callers
 // that register in a loop). It waits at most half the last round's time,
 // and never for a lone caller.
-const commitGather = 5 * time.Millisecond
+const commitGather = 50 * time.Millisecond
 
 // committer publishes queued changes, one announcement at a time.
 func (d *Directory) committer() {
@@ -118,6 +126,7 @@ func (d *Directory) committer() {
 	t.Stop()
 	released := 0          // callers the last round released when it completed
 	var took time.Duration // how long that round took
+	var avg time.Duration  // the recent rounds' time (moving average)
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -133,14 +142,19 @@ func (d *Directory) committer() {
 		if done == nil {
 			continue
 		}
-		t.Reset(commitLinger)
+		linger := min(max(commitLinger, 2*avg), commitLingerMax)
+		t.Reset(linger)
 		select {
 		case <-d.ctx.Done():
 			t.Stop()
 			return
 		case <-done:
 			released, took = callers, time.Since(start)
+			avg += (took - avg) / 4
 		case <-t.C:
+			// The round took longer than the linger, at least: rounds that
+			// keep outlasting it lengthen it, a quarter at a time.
+			avg += (linger - avg) / 4
 		}
 		t.Stop()
 	}

@@ -129,6 +129,7 @@ type Directory struct {
 	mu      sync.RWMutex
 	tables  [numKinds]*match.Table[RegRef]
 	peers   map[string]*peer
+	ring    []string       // the peers' IDs, sorted: the probe ring (see successorsLocked)
 	own     map[uint64]Reg // this node's registrations
 	ver     uint64         // version of own
 	digest  uint64         // XOR of verHash over every node held, this one included

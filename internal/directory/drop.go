@@ -22,6 +22,7 @@ func (d *Directory) dropLocked(node, why string) {
 	d.forgetRegsLocked(node, p)
 	d.digest ^= verHash(node, p.ver)
 	delete(d.peers, node)
+	d.ringRemoveLocked(node)
 	if p.fetching {
 		p.fetching = false
 		close(p.fetched)

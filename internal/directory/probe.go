@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,36 +46,35 @@ func (d *Directory) startProbeLocked(node string, vector bool) {
 }
 
 // successorsLocked returns the k nodes that follow this one on the ring of
-// node IDs in byte order, in a single pass over the peers.
+// node IDs in byte order. The ring is kept sorted as peers come and go:
+// walking the peers map each round cost every node O(N) a second, and a
+// process hosting many nodes (the bench's 1,000) a tenth of its CPU.
 func (d *Directory) successorsLocked(k int) []string {
-	me := d.o.Node
-	// after reports whether a comes before b on the ring starting after me.
-	before := func(a, b string) bool {
-		wa, wb := a <= me, b <= me // wrapped around
-		if wa != wb {
-			return wb
-		}
-		return a < b
-	}
 	out := make([]string, 0, k)
-	for n, p := range d.peers {
-		if p.unverified && p.fetching {
+	n := len(d.ring)
+	start, _ := slices.BinarySearch(d.ring, d.o.Node) // first ID after this node's (never in the ring)
+	for i := 0; i < n && len(out) < k; i++ {
+		node := d.ring[(start+i)%n]
+		if p := d.peers[node]; p != nil && p.unverified && p.fetching {
 			continue // not known yet; its fetch tells whether it lives
 		}
-		i := len(out)
-		for i > 0 && before(n, out[i-1]) {
-			i--
-		}
-		if i >= k {
-			continue
-		}
-		if len(out) < k {
-			out = append(out, "")
-		}
-		copy(out[i+1:], out[i:len(out)-1])
-		out[i] = n
+		out = append(out, node)
 	}
 	return out
+}
+
+// ringAddLocked and ringRemoveLocked keep d.ring, the sorted IDs of the
+// peers, in step with d.peers.
+func (d *Directory) ringAddLocked(node string) {
+	if i, found := slices.BinarySearch(d.ring, node); !found {
+		d.ring = slices.Insert(d.ring, i, node)
+	}
+}
+
+func (d *Directory) ringRemoveLocked(node string) {
+	if i, found := slices.BinarySearch(d.ring, node); found {
+		d.ring = slices.Delete(d.ring, i, i+1)
+	}
 }
 
 // probe asks node for its version and digest: twice at most, each waiting

@@ -175,6 +175,7 @@ func (d *Directory) onOwnName(a *announcement, m *nats.Msg) {
 func (d *Directory) newPeerLocked(node string) *peer {
 	p := &peer{}
 	d.peers[node] = p
+	d.ringAddLocked(node)
 	d.digest ^= verHash(node, 0)
 	return p
 }

@@ -1,7 +1,9 @@
 package directory
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/natsnotifier/notifier/bus"
@@ -82,5 +84,55 @@ func TestPeerRegistrationsChurn(t *testing.T) {
 	d.dropLocked(node, "test")
 	if got := held(); len(got) != 0 {
 		t.Fatalf("after the drop %d registrations of the peer are held", len(got))
+	}
+}
+
+// TestSuccessorsRing checks the probe ring kept sorted as peers come and
+// go against a sort of every peer: the k IDs after this node's, wrapping
+// around, skipping nodes whose first fetch is in flight.
+func TestSuccessorsRing(t *testing.T) {
+	s := startServer(t)
+	d := join(t, testenv.Connect(t, s.URL()), "n5")
+	r := rand.New(rand.NewPCG(7, 8))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want := func(k int) []string {
+		var after, before []string
+		for n, p := range d.peers {
+			if p.unverified && p.fetching {
+				continue
+			}
+			if n > d.o.Node {
+				after = append(after, n)
+			} else {
+				before = append(before, n)
+			}
+		}
+		slices.Sort(after)
+		slices.Sort(before)
+		all := append(after, before...)
+		return all[:min(k, len(all))]
+	}
+	for step := range 2000 {
+		name := fmt.Sprintf("n%d", r.IntN(60))
+		switch p := d.peers[name]; {
+		case name == d.o.Node:
+		case p == nil:
+			p = d.newPeerLocked(name)
+			p.unverified, p.fetching = r.IntN(8) == 0, r.IntN(2) == 0
+			if p.fetching {
+				p.fetched = make(chan struct{})
+			}
+		default:
+			d.dropLocked(name, "test")
+		}
+		for _, k := range []int{1, 2, 3} {
+			if got, w := d.successorsLocked(k), want(k); !slices.Equal(got, w) {
+				t.Fatalf("step %d: successors(%d) = %v, want %v", step, k, got, w)
+			}
+		}
+		if len(d.ring) != len(d.peers) || !slices.IsSorted(d.ring) {
+			t.Fatalf("step %d: ring %v for %d peers", step, d.ring, len(d.peers))
+		}
 	}
 }
