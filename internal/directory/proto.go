@@ -338,8 +338,10 @@ const maxInterned = 1 << 14
 // names, objects, cmds), so that decoding does not allocate them, and the
 // registrations of one node share its name.
 type interner struct {
-	mu sync.Mutex
-	m  map[string]string
+	mu     sync.Mutex
+	m      map[string]string
+	recent [4]string // the last strings returned: consecutive registrations share their object and cmd
+	next   int
 }
 
 // str returns b as a string, the same string each time for equal bytes.
@@ -348,16 +350,23 @@ func (in *interner) str(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	if s, ok := in.m[string(b)]; ok {
-		return s
+	for _, s := range in.recent {
+		if s == string(b) {
+			return s
+		}
 	}
-	s := string(b)
-	if len(b) > 2*bus.MaxNameLen {
-		return s // not a name we route on; not worth keeping
+	s, ok := in.m[string(b)]
+	if !ok {
+		s = string(b)
+		if len(b) > 2*bus.MaxNameLen {
+			return s // not a name we route on; not worth keeping
+		}
+		if in.m == nil || len(in.m) >= maxInterned {
+			in.m = make(map[string]string)
+		}
+		in.m[s] = s
 	}
-	if in.m == nil || len(in.m) >= maxInterned {
-		in.m = make(map[string]string)
-	}
-	in.m[s] = s
+	in.recent[in.next] = s
+	in.next = (in.next + 1) % len(in.recent)
 	return s
 }
