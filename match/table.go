@@ -63,6 +63,16 @@ type node[K comparable] struct {
 	slice   bool
 }
 
+// appendTo appends n's Entry to es, written in place. g is n's group:
+// Lookup has it at hand, which spares following n.g for every match.
+func (n *node[K]) appendTo(es []Entry[K], g *group[K]) []Entry[K] {
+	es = append(es, Entry[K]{})
+	e := &es[len(es)-1]
+	e.Object, e.Cmd = g.key.object, g.key.cmd
+	e.Pattern, e.Slice, e.Weight, e.Key = n.pattern, n.slice, n.weight, n.key
+	return es
+}
+
 // entry returns the Entry n stores.
 func (n *node[K]) entry() Entry[K] {
 	return Entry[K]{Object: n.g.key.object, Cmd: n.g.key.cmd, Pattern: n.pattern, Slice: n.slice, Weight: n.weight, Key: n.key}
@@ -165,10 +175,10 @@ func (t *Table[K]) Lookup(object, cmd string, id int64, full, slices []Entry[K])
 			continue
 		}
 		for _, n := range b.full {
-			full = append(full, n.entry())
+			full = n.appendTo(full, g)
 		}
 		for _, n := range b.slice {
-			slices = append(slices, n.entry())
+			slices = n.appendTo(slices, g)
 		}
 	}
 	return full, slices
