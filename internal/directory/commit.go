@@ -126,7 +126,7 @@ func (d *Directory) committer() {
 	t.Stop()
 	released := 0          // callers the last round released when it completed
 	var took time.Duration // how long that round took
-	var avg time.Duration  // the recent rounds' time (moving average)
+	var avg time.Duration  // the recent rounds' time: up at once, down slowly
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -150,11 +150,15 @@ func (d *Directory) committer() {
 			return
 		case <-done:
 			released, took = callers, time.Since(start)
-			avg += (took - avg) / 4
+			if took > avg {
+				avg = took // rounds got slower: follow at once
+			} else {
+				avg += (took - avg) / 4 // faster: a quarter at a time
+			}
 		case <-t.C:
-			// The round took longer than the linger, at least: rounds that
-			// keep outlasting it lengthen it, a quarter at a time.
-			avg += (linger - avg) / 4
+			// The round outlasted the linger: the next linger is twice as
+			// long, until rounds end within it.
+			avg = max(avg, linger)
 		}
 		t.Stop()
 	}
