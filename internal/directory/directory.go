@@ -383,6 +383,7 @@ func (d *Directory) Len(k bus.Kind) int {
 // Reconnected tells the directory its connection came back: it re-announces
 // itself and re-learns the bus.
 func (d *Directory) Reconnected() {
+	d.reconnected.Store(time.Now().UnixNano()) // the grace starts now, not when the loop gets to it
 	select {
 	case d.resync <- struct{}{}:
 	default:

@@ -136,7 +136,12 @@ func (d *Directory) probe(node string, vector bool) {
 			return // we cannot tell; judge after the reconnect
 		}
 	}
-	if d.heardSince(node, start) || d.starved(late, timeout) || gcStarved(busy0, start) || schedLagged(sched0, timeout/2) {
+	// Nor is it judged right after a reconnect (a server restart): every
+	// node of the bus reconnects and resyncs at once, the server is busy
+	// for seconds, and unanswered probes then say nothing of the successor.
+	// A node that died meanwhile is found once the grace (2×Timeout) is
+	// over.
+	if d.heardSince(node, start) || d.starved(late, timeout) || gcStarved(busy0, start) || schedLagged(sched0, timeout/2) || d.justReconnected() {
 		d.stats.probesLate.Add(1)
 		return // alive but slow, or we cannot tell: the next round probes it again
 	}

@@ -86,11 +86,13 @@ func (d *Directory) onAnnouncement(m *nats.Msg) {
 			case a.Proven:
 				d.dropLocked(a.Target, "reported gone by "+a.Node)
 				d.markDroppedLocked(a.Target)
-			case now.Sub(t.heard) < d.o.Expiry || d.manyUnprovenLocked(now):
+			case now.Sub(t.heard) < d.o.Expiry || d.manyUnprovenLocked(now) || d.justReconnected():
 				// Only unanswered probes, and we heard from it within the
 				// time its prober waited, or many such reports at once (a
-				// stall): the prober was wrong or too busy. Our probes, or
-				// a vector comparison, still judge it.
+				// stall), or we reconnected a moment ago (after a server
+				// restart the refutation may take seconds to come): the
+				// prober was wrong or too busy. Our probes, or a vector
+				// comparison, still judge it.
 				d.stats.dropsDoubted.Add(1)
 			default:
 				d.noteUnprovenLocked(now)
@@ -231,6 +233,12 @@ func (d *Directory) suspectLocked(node string, p *peer, why string, now time.Tim
 		if p.heard.After(now) {
 			p.suspected = time.Time{}
 			d.stats.refuted.Add(1)
+			return
+		}
+		if d.justReconnected() {
+			// We reconnected meanwhile: the refutation may be seconds away.
+			p.suspected = time.Time{}
+			d.stats.dropsDoubted.Add(1)
 			return
 		}
 		if postponed < maxRefutePostpone && (d.announcementsQueued() || gcStarved(busy0, since) || schedLagged(sched0, d.refuteGrace()/2)) {
