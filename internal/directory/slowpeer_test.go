@@ -428,49 +428,58 @@ func TestSchedLagged(t *testing.T) {
 // report for unanswered probes nor reports a silent successor; both work
 // again once the grace (2×Timeout) is over.
 func TestReconnectGrace(t *testing.T) {
-	s := startServer(t)
-	n1 := join(t, testenv.Connect(t, s.URL()), "n1")
-	reporter := newRawNode(t, s.URL(), "r0")
-	reporter.announce(announcement{Type: annFull})
-	reporter.expectAcks(0, "n1")
-	target := newRawNode(t, s.URL(), "r1")
-	target.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
-	target.expectAcks(0, "n1")
-	setHeard := func(node string, at time.Time) {
-		n1.mu.Lock()
-		n1.peers[node].heard = at
-		n1.mu.Unlock()
-	}
+	t.Run("reports", func(t *testing.T) {
+		s := startServer(t)
+		// No probe rounds: r1's answers to them would refute the reports.
+		n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(quiet), withExpiry(testExpiry))
+		reporter := newRawNode(t, s.URL(), "r0")
+		reporter.announce(announcement{Type: annFull})
+		reporter.expectAcks(0, "n1")
+		target := newRawNode(t, s.URL(), "r1")
+		target.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
+		target.expectAcks(0, "n1")
+		setHeard := func(node string, at time.Time) {
+			n1.mu.Lock()
+			n1.peers[node].heard = at
+			n1.mu.Unlock()
+		}
 
-	// A report, just after a reconnect, about a node not heard from for
-	// long: doubted.
-	n1.Reconnected()
-	setHeard("r1", time.Now().Add(-time.Hour))
-	reporter.announce(announcement{Type: annDrop, Target: "r1"})
-	eventually(t, waitTimeout, func() bool { return n1.Stats().DropsDoubted == 1 }, "n1 doubts the report while just reconnected")
-	if !slices.Contains(peers(n1), "r1") {
-		t.Fatal("n1 followed a drop report right after its reconnect")
-	}
+		// A report, just after a reconnect, about a node not heard from
+		// for long: doubted.
+		n1.Reconnected()
+		setHeard("r1", time.Now().Add(-time.Hour))
+		reporter.announce(announcement{Type: annDrop, Target: "r1"})
+		eventually(t, waitTimeout, func() bool { return n1.Stats().DropsDoubted == 1 }, "n1 doubts the report while just reconnected")
+		if !slices.Contains(peers(n1), "r1") {
+			t.Fatal("n1 followed a drop report right after its reconnect")
+		}
 
-	// The same report once the grace is over: followed (r1 is a raw node
-	// that never refutes).
-	n1.reconnected.Store(0)
-	setHeard("r1", time.Now().Add(-time.Hour))
-	reporter.announce(announcement{Type: annDrop, Target: "r1"})
-	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 follows the report after the grace")
-
-	// A frozen successor is not reported within the grace of a reconnect
-	// (r0 is n1's only peer, so its successor), and is after it.
-	reporter.freeze()
-	start := time.Now()
-	n1.Reconnected()
-	late0 := n1.Stats().ProbesLate
-	eventually(t, waitTimeout, func() bool { return n1.Stats().ProbesLate > late0 }, "n1 probes the frozen r0 and holds its judgement")
-	if !slices.Contains(peers(n1), "r0") {
-		t.Fatal("n1 dropped its silent successor within the reconnect grace")
-	}
-	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r0") }, "n1 drops the frozen r0 after the grace")
-	if took := time.Since(start); took < 2*testTimeout {
-		t.Errorf("frozen successor dropped %v after the reconnect, within the grace of %v", took, 2*testTimeout)
-	}
+		// The same report once the grace is over: followed (r1 is a raw
+		// node that never refutes).
+		n1.reconnected.Store(0)
+		setHeard("r1", time.Now().Add(-time.Hour))
+		reporter.announce(announcement{Type: annDrop, Target: "r1"})
+		eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 follows the report after the grace")
+	})
+	t.Run("probes", func(t *testing.T) {
+		s := startServer(t)
+		n1 := join(t, testenv.Connect(t, s.URL()), "n1")
+		r := newRawNode(t, s.URL(), "r0")
+		r.announce(announcement{Type: annFull})
+		r.expectAcks(0, "n1")
+		// A frozen successor (r0 is n1's only peer) is not reported within
+		// the grace of a reconnect, and is after it.
+		r.freeze()
+		start := time.Now()
+		n1.Reconnected()
+		late0 := n1.Stats().ProbesLate
+		eventually(t, waitTimeout, func() bool { return n1.Stats().ProbesLate > late0 }, "n1 probes the frozen r0 and holds its judgement")
+		if !slices.Contains(peers(n1), "r0") {
+			t.Fatal("n1 dropped its silent successor within the reconnect grace")
+		}
+		eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r0") }, "n1 drops the frozen r0 after the grace")
+		if took := time.Since(start); took < 2*testTimeout {
+			t.Errorf("frozen successor dropped %v after the reconnect, within the grace of %v", took, 2*testTimeout)
+		}
+	})
 }
