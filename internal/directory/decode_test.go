@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -181,4 +182,54 @@ func TestInternerShares(t *testing.T) {
 	if len(in.m) > maxInterned {
 		t.Fatalf("interner holds %d strings, bound %d", len(in.m), maxInterned)
 	}
+}
+
+// TestDecodeNoLaxerThanCheck: the handlers decode announcements and
+// acknowledgements without wire.Check, so the decoders must refuse
+// whatever Check refuses. Valid messages are mutated at random (bytes
+// changed, cut, inserted); whenever a decoder accepts one, Check must too.
+func TestDecodeNoLaxerThanCheck(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	var in interner
+	var seeds [][]byte
+	for i := range 50 {
+		a := announcement{Type: annDelta, Node: "n1", Ver: uint64(i), Target: "t"}
+		for j := range i % 7 {
+			a.Puts = append(a.Puts, randReg(r))
+			a.Dels = append(a.Dels, uint64(j))
+		}
+		data, err := msgpack.Marshal(&a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, data, appendAck(nil, ack{Node: "n2", Ver: uint64(i) << 20}))
+	}
+	accepted := 0
+	for range 200_000 {
+		b := slices.Clone(seeds[r.IntN(len(seeds))])
+		for range 1 + r.IntN(3) {
+			switch i := r.IntN(len(b)); r.IntN(3) {
+			case 0:
+				b[i] = byte(r.IntN(256))
+			case 1:
+				b = b[:i]
+			default:
+				b = slices.Insert(b, i, byte(r.IntN(256)))
+			}
+			if len(b) == 0 {
+				break
+			}
+		}
+		var a announcement
+		var k ack
+		annOK := a.decode(b, &in, nil) == nil
+		ackOK := k.decode(b, &in) == nil
+		if (annOK || ackOK) && wire.Check(b) != nil {
+			t.Fatalf("decoded %x (announcement %v, ack %v), which Check refuses: %v", b, annOK, ackOK, wire.Check(b))
+		}
+		if annOK || ackOK {
+			accepted++
+		}
+	}
+	t.Logf("%d mutated messages decoded, all of them accepted by Check", accepted)
 }

@@ -210,7 +210,8 @@ func (r *Reg) read(rd *wire.Reader, in *interner) {
 // reflection and with its strings interned: every peer decodes every
 // announcement, and msgpack's reflection made decoding a third of a
 // peer's handler time per change.
-// b must have passed wire.Check. Puts reuse buf when it is large enough.
+// wire.Reader bounds it, so b needs no wire.Check first. Puts reuse buf
+// when it is large enough.
 func (a *announcement) decode(b []byte, in *interner, buf []Reg) error {
 	rd := wire.NewReader(b)
 	n := rd.ArrayLen()

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsnotifier/notifier/bus"
-	"github.com/natsnotifier/notifier/internal/wire"
 )
 
 // errGone reports that NATS had no responders for a node's subject.
@@ -36,12 +35,9 @@ func (d *Directory) forged(what string, m *nats.Msg, claimed string) {
 // other nodes.
 func (d *Directory) onAnnouncement(m *nats.Msg) {
 	var a announcement
-	err := wire.Check(m.Data)
-	if err == nil {
-		bp := regsPool.Get().(*[]Reg)
-		err = a.decode(m.Data, &d.names, *bp)
-		defer recyclePuts(bp, &a)
-	}
+	bp := regsPool.Get().(*[]Reg)
+	err := a.decode(m.Data, &d.names, *bp) // bounded by wire.Reader: no Check pass
+	defer recyclePuts(bp, &a)
 	switch {
 	case err != nil:
 	case !bus.ValidName(a.Node):
@@ -439,10 +435,7 @@ func (d *Directory) sendAcks(acks []pendingAck) {
 // onAck records that a peer applied our table up to a version.
 func (d *Directory) onAck(m *nats.Msg) {
 	var a ack
-	err := wire.Check(m.Data)
-	if err == nil {
-		err = a.decode(m.Data, &d.names)
-	}
+	err := a.decode(m.Data, &d.names) // bounded by wire.Reader: no Check pass
 	if err != nil || !bus.ValidName(a.Node) {
 		d.undecodable("ack", m, err)
 		return

@@ -8,9 +8,12 @@ import (
 
 // Reader decodes a msgpack value one element at a time, without reflection
 // and without allocating: the directory's hot messages (every peer decodes
-// every announcement) are read with it. Give it only bytes Check accepted;
-// it still bounds every read by the input, so other bytes yield an error,
-// never a panic.
+// every announcement) are read with it. It needs no Check first: every
+// read is bounded by the input (an array may claim no more elements than
+// bytes remain, a string no more bytes), skipped values are walked without
+// recursion, and any other bytes yield an error, never a panic. A caller
+// that allocates per element (make([]T, ArrayLen())) thus allocates in
+// proportion to the input, as after Check.
 //
 // Errors are sticky: after the first one every read returns the zero value,
 // and Err reports it.
