@@ -45,8 +45,12 @@ type maskRef struct {
 }
 
 // bucket holds the entries of one (object, cmd, mask, value), split by kind.
+// The list of its first entry starts in first: most buckets hold one entry
+// (an id pattern of one registration), and then the bucket is one
+// allocation, and one cache line to read, not two.
 type bucket[K comparable] struct {
 	full, slice []*node[K]
+	first       [1]*node[K]
 }
 
 // node is the storage of one entry and its position in the index. Its
@@ -223,6 +227,11 @@ func (t *Table[K]) index(n *node[K], object, cmd string) {
 	b := g.buckets[n.pattern]
 	if b == nil {
 		b = &bucket[K]{}
+		if n.slice {
+			b.slice = b.first[:0]
+		} else {
+			b.full = b.first[:0]
+		}
 		g.buckets[n.pattern] = b
 		g.addMask(n.pattern.Mask)
 	}
