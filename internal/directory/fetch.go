@@ -80,7 +80,7 @@ func (d *Directory) onMembers(m *nats.Msg) {
 // member (with all) or of every member not known yet, returning when all
 // fetches ended.
 func (d *Directory) sync(ctx context.Context, all bool) error {
-	members, err := d.members(ctx)
+	members, err := d.members(ctx, all)
 	if err != nil {
 		return err
 	}
@@ -104,8 +104,10 @@ func (d *Directory) sync(ctx context.Context, all bool) error {
 // members asks any one member for the member list. An empty bus answers
 // "no responders" at once. A member that died unnoticed may swallow a
 // request, so it is retried until the Timeout; then the bus is taken as empty
-// and the probes' repair fills in what was missed.
-func (d *Directory) members(ctx context.Context) ([]string, error) {
+// and the probes' repair fills in what was missed. joining says whether this
+// is the join (the whole bus is learned from the answer) or a resync after a
+// reconnect (only members not known yet are), for the log line.
+func (d *Directory) members(ctx context.Context, joining bool) ([]string, error) {
 	deadline := time.Now().Add(d.o.Timeout)
 	try := d.o.Timeout / 4
 	empty := 0
@@ -143,7 +145,14 @@ func (d *Directory) members(ctx context.Context) ([]string, error) {
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("notifier: directory sync: %w", ctx.Err())
 		case time.Now().After(deadline):
-			d.o.Logger.Warn("notifier: no member answered; taking the bus as empty", "err", err)
+			if joining {
+				d.o.Logger.Warn("notifier: no member answered; taking the bus as empty", "err", err)
+			} else {
+				// After a server restart every node resyncs at once and the
+				// members are busy: the peers known are kept, and the probes
+				// find what changed.
+				d.o.Logger.Info("notifier: no member answered the resync; keeping the peers known", "err", err)
+			}
 			return nil, nil
 		}
 	}
