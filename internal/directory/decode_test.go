@@ -184,8 +184,8 @@ func TestInternerShares(t *testing.T) {
 	}
 }
 
-// TestDecodeNoLaxerThanCheck: the handlers decode announcements and
-// acknowledgements without wire.Check, so the decoders must refuse
+// TestDecodeNoLaxerThanCheck: the handlers decode announcements,
+// acknowledgements and table parts without wire.Check, so the decoders must refuse
 // whatever Check refuses. Valid messages are mutated at random (bytes
 // changed, cut, inserted); whenever a decoder accepts one, Check must too.
 func TestDecodeNoLaxerThanCheck(t *testing.T) {
@@ -202,7 +202,11 @@ func TestDecodeNoLaxerThanCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seeds = append(seeds, data, appendAck(nil, ack{Node: "n2", Ver: uint64(i) << 20}))
+		part, err := msgpack.Marshal(&tablePart{Node: "n1", Ver: uint64(i), Part: i % 3, Parts: 3, Regs: a.Puts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, data, appendAck(nil, ack{Node: "n2", Ver: uint64(i) << 20}), part)
 	}
 	accepted := 0
 	for range 200_000 {
@@ -222,12 +226,14 @@ func TestDecodeNoLaxerThanCheck(t *testing.T) {
 		}
 		var a announcement
 		var k ack
+		var tp tablePart
 		annOK := a.decode(b, &in, nil) == nil
 		ackOK := k.decode(b, &in) == nil
-		if (annOK || ackOK) && wire.Check(b) != nil {
-			t.Fatalf("decoded %x (announcement %v, ack %v), which Check refuses: %v", b, annOK, ackOK, wire.Check(b))
+		partOK := tp.decode(b, &in) == nil
+		if (annOK || ackOK || partOK) && wire.Check(b) != nil {
+			t.Fatalf("decoded %x (announcement %v, ack %v, table part %v), which Check refuses: %v", b, annOK, ackOK, partOK, wire.Check(b))
 		}
-		if annOK || ackOK {
+		if annOK || ackOK || partOK {
 			accepted++
 		}
 	}

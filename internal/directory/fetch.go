@@ -301,7 +301,7 @@ func (d *Directory) fetchTable(node string) ([]Reg, uint64, error) {
 			return nil, 0, errGone
 		}
 		var tp tablePart
-		if err := wire.Unmarshal(m.Data, &tp); err != nil {
+		if err := tp.decode(m.Data, &d.names); err != nil {
 			d.undecodable("table part", m, err)
 			return nil, 0, fmt.Errorf("notifier: undecodable table of %s: %w", node, err)
 		}

@@ -1,7 +1,6 @@
 package directory
 
 import (
-	"fmt"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -30,8 +29,7 @@ type Reg struct {
 const regFields = 8
 
 // EncodeMsgpack writes r as the array of its fields, the form the struct
-// tag describes; written out because every peer decodes every Reg of every
-// announcement, and reflection made that the directory's main cost.
+// tag describes, without reflection. Peers read it with Reg.read.
 func (r Reg) EncodeMsgpack(e *msgpack.Encoder) error {
 	for _, err := range []error{
 		e.EncodeArrayLen(regFields),
@@ -47,43 +45,18 @@ func (r Reg) EncodeMsgpack(e *msgpack.Encoder) error {
 	return nil
 }
 
-// DecodeMsgpack reads what EncodeMsgpack writes. Fields beyond the eight
-// known (a newer peer's) are skipped; missing ones stay zero.
+// DecodeMsgpack reads what EncodeMsgpack writes, by Reg.read, so that
+// msgpack.Unmarshal of a Reg follows the rules the peers decode by (fields
+// beyond the eight known skipped, missing ones zero). The directory's own
+// messages are decoded without msgpack.
 func (r *Reg) DecodeMsgpack(d *msgpack.Decoder) error {
-	n, err := d.DecodeArrayLen()
+	raw, err := d.DecodeRaw()
 	if err != nil {
 		return err
 	}
-	*r = Reg{}
-	for i := range max(n, 0) {
-		var err error
-		switch i {
-		case 0:
-			r.ID, err = d.DecodeUint64()
-		case 1:
-			var k uint8
-			k, err = d.DecodeUint8()
-			r.Kind = bus.Kind(k)
-		case 2:
-			r.Object, err = d.DecodeString()
-		case 3:
-			r.Cmd, err = d.DecodeString()
-		case 4:
-			r.Mask, err = d.DecodeInt64()
-		case 5:
-			r.Value, err = d.DecodeInt64()
-		case 6:
-			r.Slice, err = d.DecodeBool()
-		case 7:
-			r.Weight, err = d.DecodeFloat64()
-		default:
-			err = d.Skip()
-		}
-		if err != nil {
-			return fmt.Errorf("registration field %d: %w", i, err)
-		}
-	}
-	return nil
+	rd := wire.NewReader(raw)
+	r.read(&rd, nil)
+	return rd.Done()
 }
 
 // RegRef names one registration on the bus. It is the routing planner's
@@ -175,18 +148,39 @@ type memberList struct {
 // numKinds is the number of registration kinds: tables are indexed by Kind.
 const numKinds = bus.KindRPC + 1
 
-// read decodes r from rd, as DecodeMsgpack does, with its strings interned
-// by in.
-func (r *Reg) read(rd *wire.Reader, in *interner) {
+// readFields reads an array from rd and calls field with the index of each
+// element, rd then positioned at it; field skips the ones it does not know
+// (a newer peer's), and missing ones stay zero. It stops at the first
+// error, which rd keeps.
+func readFields(rd *wire.Reader, field func(i int)) {
 	n := rd.ArrayLen()
+	for i := 0; i < n && rd.Err() == nil; i++ {
+		field(i)
+	}
+}
+
+// decodeArray decodes b, one msgpack array, with field (see readFields),
+// holding in's lock so that field can intern strings, and reports the first
+// error or bytes left over. wire.Reader bounds every read, so b needs no
+// wire.Check first.
+func decodeArray(b []byte, in *interner, field func(i int, rd *wire.Reader)) error {
+	rd := wire.NewReader(b)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	readFields(&rd, func(i int) { field(i, &rd) })
+	return rd.Done()
+}
+
+// read decodes r from rd, the array EncodeMsgpack writes, with its strings
+// interned by in (held; nil: not interned).
+func (r *Reg) read(rd *wire.Reader, in *interner) {
 	*r = Reg{}
-	for i := range max(n, 0) {
+	readFields(rd, func(i int) {
 		switch i {
 		case 0:
 			r.ID = rd.Uint()
 		case 1:
-			k := rd.Uint()
-			r.Kind = bus.Kind(min(k, 0xff)) // beyond the known kinds: ignored by putLocked
+			r.Kind = bus.Kind(min(rd.Uint(), 0xff)) // beyond the known kinds: ignored by putLocked
 		case 2:
 			r.Object = in.str(rd.Bytes())
 		case 3:
@@ -202,42 +196,44 @@ func (r *Reg) read(rd *wire.Reader, in *interner) {
 		default:
 			rd.Skip()
 		}
+	})
+}
+
+// readRegs reads an array of registrations into buf's storage when it is
+// large enough (nil for none or an empty array).
+func readRegs(rd *wire.Reader, in *interner, buf []Reg) []Reg {
+	k := rd.ArrayLen()
+	if k <= 0 {
+		return nil
 	}
+	regs := buf[:0:cap(buf)]
+	if k > cap(buf) {
+		regs = make([]Reg, 0, k) // k ≤ the bytes left: bounded by the input
+	}
+	regs = regs[:k]
+	for j := range regs {
+		regs[j].read(rd, in)
+	}
+	return regs
 }
 
 // decode reads an announcement, as msgpack.Unmarshal into the struct does
 // (fields beyond the known ones skipped, missing ones zero), but without
 // reflection and with its strings interned: every peer decodes every
 // announcement, and msgpack's reflection made decoding a third of a
-// peer's handler time per change.
-// wire.Reader bounds it, so b needs no wire.Check first. Puts reuse buf
-// when it is large enough.
+// peer's handler time per change. Puts reuse buf when it is large enough.
 func (a *announcement) decode(b []byte, in *interner, buf []Reg) error {
-	rd := wire.NewReader(b)
-	n := rd.ArrayLen()
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	*a = announcement{}
-	for i := range max(n, 0) {
+	return decodeArray(b, in, func(i int, rd *wire.Reader) {
 		switch i {
 		case 0:
-			t := rd.Uint()
-			a.Type = uint8(min(t, 0xff))
+			a.Type = uint8(min(rd.Uint(), 0xff))
 		case 1:
 			a.Node = in.str(rd.Bytes())
 		case 2:
 			a.Ver = rd.Uint()
 		case 3:
-			if k := rd.ArrayLen(); k > 0 {
-				a.Puts = buf[:0:cap(buf)]
-				if k > cap(buf) {
-					a.Puts = make([]Reg, 0, k)
-				}
-				a.Puts = a.Puts[:k]
-				for j := range a.Puts {
-					a.Puts[j].read(&rd, in)
-				}
-			}
+			a.Puts = readRegs(rd, in, buf)
 		case 4:
 			if k := rd.ArrayLen(); k > 0 {
 				a.Dels = make([]uint64, k)
@@ -252,21 +248,13 @@ func (a *announcement) decode(b []byte, in *interner, buf []Reg) error {
 		default:
 			rd.Skip()
 		}
-		if rd.Err() != nil {
-			break
-		}
-	}
-	return rd.Done()
+	})
 }
 
 // decode reads an acknowledgement without reflection.
 func (k *ack) decode(b []byte, in *interner) error {
-	rd := wire.NewReader(b)
-	n := rd.ArrayLen()
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	*k = ack{}
-	for i := range max(n, 0) {
+	return decodeArray(b, in, func(i int, rd *wire.Reader) {
 		switch i {
 		case 0:
 			k.Node = in.str(rd.Bytes())
@@ -275,8 +263,29 @@ func (k *ack) decode(b []byte, in *interner) error {
 		default:
 			rd.Skip()
 		}
-	}
-	return rd.Done()
+	})
+}
+
+// decode reads one part of a streamed table without reflection, its
+// registrations as announcements' are.
+func (tp *tablePart) decode(b []byte, in *interner) error {
+	*tp = tablePart{}
+	return decodeArray(b, in, func(i int, rd *wire.Reader) {
+		switch i {
+		case 0:
+			tp.Node = in.str(rd.Bytes())
+		case 1:
+			tp.Ver = rd.Uint()
+		case 2:
+			tp.Part = int(rd.Int())
+		case 3:
+			tp.Parts = int(rd.Int())
+		case 4:
+			tp.Regs = readRegs(rd, in, nil)
+		default:
+			rd.Skip()
+		}
+	})
 }
 
 // appendAck appends the msgpack encoding of k to b, the form
@@ -347,10 +356,13 @@ type interner struct {
 }
 
 // str returns b as a string, the same string each time for equal bytes.
-// Call with mu held.
+// Call with mu held. A nil interner interns nothing.
 func (in *interner) str(b []byte) string {
 	if len(b) == 0 {
 		return ""
+	}
+	if in == nil {
+		return string(b)
 	}
 	for _, s := range in.recent {
 		if s == string(b) {
