@@ -355,11 +355,15 @@ func TestGroupCommitSlowRounds(t *testing.T) {
 	st0 := a.Stats()
 	errs := make(chan error, g)
 	var wg sync.WaitGroup
+	// Staggered starts, one every 7 ms, shape the load: the callers do not
+	// come back together.
+	stagger := time.NewTicker(7 * time.Millisecond)
+	defer stagger.Stop()
 	for gi := range g {
+		if gi > 0 {
+			<-stagger.C
+		}
 		wg.Go(func() {
-			// Staggered starts shape the load (the callers do not come
-			// back together); nothing waits on them.
-			time.Sleep(time.Duration(gi) * 7 * time.Millisecond)
 			for ki := range k {
 				if err := a.Announce([]Reg{gcReg(uint64(gi*k + ki + 1))}, nil).Wait(waitTimeout); err != nil {
 					errs <- err

@@ -161,12 +161,7 @@ func TestDropReportDoubted(t *testing.T) {
 	s := startServer(t)
 	const expiry = 10 * time.Second // "recently" covers the whole test
 	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withExpiry(expiry))
-	reporter := newRawNode(t, s.URL(), "r0")
-	reporter.announce(announcement{Type: annFull})
-	reporter.expectAcks(0, "n1")
-	target := newRawNode(t, s.URL(), "r1")
-	target.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
-	target.expectAcks(0, "n1")
+	reporter, _ := reporterAndTarget(t, s.URL(), 0)
 
 	reporter.announce(announcement{Type: annDrop, Target: "r1"})
 	eventually(t, waitTimeout, func() bool { return n1.Stats().DropsDoubted == 1 }, "n1 doubts the unproven drop of r1")
@@ -277,12 +272,7 @@ func TestDroppedNodeAwaited(t *testing.T) {
 	s := startServer(t)
 	// Long periods: neither the probes nor the Expiry fetch during the test.
 	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(time.Minute), withExpiry(time.Minute))
-	reporter := newRawNode(t, s.URL(), "r0")
-	reporter.announce(announcement{Type: annFull})
-	reporter.expectAcks(0, "n1")
-	target := newRawNode(t, s.URL(), "r1")
-	target.announce(announcement{Type: annFull, Ver: 1, Puts: []Reg{reg(7)}})
-	target.expectAcks(1, "n1")
+	reporter, target := reporterAndTarget(t, s.URL(), 1)
 	fetches := n1.Stats().Fetches
 
 	reporter.announce(announcement{Type: annDrop, Ver: 1, Target: "r1", Proven: true})
@@ -322,12 +312,7 @@ func TestDroppedNodeAwaited(t *testing.T) {
 func TestDroppedNodeFetchedAfterWait(t *testing.T) {
 	s := startServer(t)
 	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(100*time.Millisecond), withExpiry(300*time.Millisecond), withTimeout(time.Second))
-	reporter := newRawNode(t, s.URL(), "r0")
-	reporter.announce(announcement{Type: annFull})
-	reporter.expectAcks(0, "n1")
-	target := newRawNode(t, s.URL(), "r1")
-	target.announce(announcement{Type: annFull, Ver: 1, Puts: []Reg{reg(7)}})
-	target.expectAcks(1, "n1")
+	reporter, target := reporterAndTarget(t, s.URL(), 1)
 
 	reporter.announce(announcement{Type: annDrop, Ver: 1, Target: "r1", Proven: true})
 	eventually(t, waitTimeout, func() bool { return !slices.Contains(peers(n1), "r1") }, "n1 follows the proven drop of r1")
@@ -353,12 +338,7 @@ func TestDropReportRefuted(t *testing.T) {
 	s := startServer(t)
 	const expiry = 400 * time.Millisecond
 	n1 := join(t, testenv.Connect(t, s.URL()), "n1", withExpiry(expiry), withHeartbeat(time.Minute))
-	reporter := newRawNode(t, s.URL(), "r0")
-	reporter.announce(announcement{Type: annFull})
-	reporter.expectAcks(0, "n1")
-	target := newRawNode(t, s.URL(), "r1")
-	target.announce(announcement{Type: annFull, Ver: 1, Puts: []Reg{reg(7)}})
-	target.expectAcks(1, "n1")
+	reporter, target := reporterAndTarget(t, s.URL(), 1)
 	spoke := time.Now()
 	// The doubt for a node heard from within the Expiry must not decide.
 	eventually(t, waitTimeout, func() bool { return time.Since(spoke) > expiry }, "an Expiry passes")
@@ -432,12 +412,7 @@ func TestReconnectGrace(t *testing.T) {
 		s := startServer(t)
 		// No probe rounds: r1's answers to them would refute the reports.
 		n1 := join(t, testenv.Connect(t, s.URL()), "n1", withHeartbeat(quiet), withExpiry(testExpiry))
-		reporter := newRawNode(t, s.URL(), "r0")
-		reporter.announce(announcement{Type: annFull})
-		reporter.expectAcks(0, "n1")
-		target := newRawNode(t, s.URL(), "r1")
-		target.announce(announcement{Type: annFull, Puts: []Reg{reg(7)}})
-		target.expectAcks(0, "n1")
+		reporter, _ := reporterAndTarget(t, s.URL(), 0)
 		setHeard := func(node string, at time.Time) {
 			n1.mu.Lock()
 			n1.peers[node].heard = at
@@ -482,4 +457,18 @@ func TestReconnectGrace(t *testing.T) {
 			t.Errorf("frozen successor dropped %v after the reconnect, within the grace of %v", took, 2*testTimeout)
 		}
 	})
+}
+
+// reporterAndTarget joins two scripted nodes to a bus whose one directory
+// is "n1": r0, with an empty table, to report drops, and r1, holding
+// registration 7 at version ver, to be reported.
+func reporterAndTarget(t *testing.T, url string, ver uint64) (reporter, target *rawNode) {
+	t.Helper()
+	reporter = newRawNode(t, url, "r0")
+	reporter.announce(announcement{Type: annFull})
+	reporter.expectAcks(0, "n1")
+	target = newRawNode(t, url, "r1")
+	target.announce(announcement{Type: annFull, Ver: ver, Puts: []Reg{reg(7)}})
+	target.expectAcks(ver, "n1")
+	return reporter, target
 }
