@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,6 +84,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	const seqN = 50
 	stopProf := rowProf(e.cfg.rowsProfile, "seq")
 	lat := make([]time.Duration, 0, seqN)
+	seqCPU0 := processCPU()
 	for k := range seqN {
 		t := time.Now()
 		if err := r.Subscribe("rseq", notifier.Exact(int64(k)), "c", sub); err != nil {
@@ -90,6 +92,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 		}
 		lat = append(lat, time.Since(t))
 	}
+	seqCPU := (processCPU() - seqCPU0) / seqN
 	stopProf()
 	l := summarize(lat)
 	seq := Row{
@@ -98,8 +101,8 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 		Target: 0.050, TargetKind: below, TargetText: "< 50 ms",
 	}
 	seq.Notifier, seq.Raw, seq.Ratio = fmtDur(l.p50), "–", fmtDur(l.p50)
-	seq.Notes = fmt.Sprintf("p99 %s, max %s; each confirmed by all %d peers before it returns", fmtDur(l.p99), fmtDur(slices.Max(lat)), nodes)
-	e.logf("  sequential Subscribe: median %s, p99 %s", fmtDur(l.p50), fmtDur(l.p99))
+	seq.Notes = fmt.Sprintf("p99 %s, max %s; each confirmed by all %d peers before it returns; process CPU %s a call", fmtDur(l.p99), fmtDur(slices.Max(lat)), nodes, fmtDur(seqCPU))
+	e.logf("  sequential Subscribe: median %s, p99 %s, process CPU %s a call", fmtDur(l.p50), fmtDur(l.p99), fmtDur(seqCPU))
 
 	// Count the announcements of r (group commit: the changes they carry).
 	var anns atomic.Int64
@@ -119,6 +122,7 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	const parN, workers = 1000, 10
 	stopProf = rowProf(e.cfg.rowsProfile, "par")
 	anns0 := anns.Load()
+	cpu0 := processCPU()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -134,9 +138,11 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 	}
 	wg.Wait()
 	parDur := time.Since(t0)
+	parCPU := processCPU() - cpu0
 	stopProf()
 	parAnns := annsSeen(anns0)
-	e.logf("  %d registrations from %d goroutines: %s, %d announcements", parN, workers, fmtDur(parDur), parAnns)
+	e.logf("  %d registrations from %d goroutines: %s, %d announcements, process CPU %s (%s an announcement)",
+		parN, workers, fmtDur(parDur), parAnns, fmtDur(parCPU), fmtDur(parCPU/time.Duration(max(parAnns, 1))))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -146,8 +152,9 @@ func regRateRows(e *env, ns []*notifier.Notifier, prefix string) ([]Row, error) 
 		Target: 1, TargetKind: below, TargetText: "< 1 s",
 	}
 	par.Notifier, par.Raw, par.Ratio = fmtDur(parDur), "–", fmtDur(parDur)
-	par.Notes = fmt.Sprintf("%.0f registrations/s on one Notifier, each confirmed by all %d peers; %d announcements (group commit: %.1f changes each, at most %d)",
-		parN/parDur.Seconds(), nodes, parAnns, float64(parN)/float64(max(parAnns, 1)), workers)
+	par.Notes = fmt.Sprintf("%.0f registrations/s on one Notifier, each confirmed by all %d peers; %d announcements (group commit: %.1f changes each, at most %d); process CPU %s (%s an announcement: the peers, the server and the caller share %d cores)",
+		parN/parDur.Seconds(), nodes, parAnns, float64(parN)/float64(max(parAnns, 1)), workers,
+		fmtDur(parCPU), fmtDur(parCPU/time.Duration(max(parAnns, 1))), runtime.GOMAXPROCS(0))
 
 	const bulkN = 1000
 	b := r.Batch()
@@ -494,4 +501,13 @@ func rowProf(dir, name string) func() {
 		_ = f.Close()
 		heap(".heap1")
 	}
+}
+
+// processCPU returns the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -8,8 +8,9 @@
 //
 // Its exported names are its whole API, used by internal/directory (the
 // directory's tables) and by the Notifier (its local table and the draw):
-// [Pattern] and [Exact], [Entry], [Table] with [NewTable], and [Pick] with
-// its [Rand]. There is no exported variable: the pattern for every id is the
+// [Pattern] and [Exact], [Entry], [Table] with [NewTable], [Index] with its
+// [Item] (a Table without the map from keys, for a caller that keeps its
+// entries by a key of its own), and [Pick] with its [Rand]. There is no exported variable: the pattern for every id is the
 // zero Pattern{}.
 //
 // # Matching

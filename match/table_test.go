@@ -59,13 +59,13 @@ func checkInvariants[K comparable](t *testing.T, tab *Table[K]) {
 			t.Fatalf("node under key %v holds key %v", k, e.Key)
 		}
 		if !e.Pattern.Satisfiable() {
-			if n.b != nil || tab.groups[n.g.key] == n.g {
+			if n.b != nil || tab.idx.groups[n.g.key] == n.g {
 				t.Fatalf("unsatisfiable %v is indexed", e.Pattern)
 			}
 			continue
 		}
 		indexed++
-		g := tab.groups[groupKey{e.Object, e.Cmd}]
+		g := tab.idx.groups[groupKey{e.Object, e.Cmd}]
 		if g == nil || g != n.g || g.buckets[e.Pattern] != n.b {
 			t.Fatalf("entry %v not in its group/bucket", e)
 		}
@@ -78,7 +78,7 @@ func checkInvariants[K comparable](t *testing.T, tab *Table[K]) {
 		}
 	}
 	inBuckets := 0
-	for gk, g := range tab.groups {
+	for gk, g := range tab.idx.groups {
 		if g.key != gk || len(g.masks) == 0 || len(g.buckets) == 0 {
 			t.Fatalf("group %v: bad key or empty", gk)
 		}
@@ -337,15 +337,15 @@ func TestTableDelete(t *testing.T) {
 	tab.Delete("low05")
 	tab.Delete("s-low05")
 	checkInvariants(t, tab)
-	for _, m := range tab.groups[groupKey{"o", "c"}].masks {
+	for _, m := range tab.idx.groups[groupKey{"o", "c"}].masks {
 		if m.mask == 0xFF {
 			t.Fatal("mask 0xFF still probed after its last entry was deleted")
 		}
 	}
 	tab.Range(func(e Entry[string]) bool { tab.Delete(e.Key); return true }) // deleting during map range is allowed in Go
 	checkInvariants(t, tab)
-	if tab.Len() != 0 || len(tab.groups) != 0 {
-		t.Fatalf("after deleting everything: Len %d, %d groups", tab.Len(), len(tab.groups))
+	if tab.Len() != 0 || len(tab.idx.groups) != 0 {
+		t.Fatalf("after deleting everything: Len %d, %d groups", tab.Len(), len(tab.idx.groups))
 	}
 }
 
@@ -369,7 +369,7 @@ func TestTableDeleteFunc(t *testing.T) {
 	if tab.DeleteFunc(func(Entry[string]) bool { return false }) != 0 {
 		t.Fatal("DeleteFunc(false) removed something")
 	}
-	if tab.DeleteFunc(func(Entry[string]) bool { return true }) != n-4 || tab.Len() != 0 || len(tab.groups) != 0 {
+	if tab.DeleteFunc(func(Entry[string]) bool { return true }) != n-4 || tab.Len() != 0 || len(tab.idx.groups) != 0 {
 		t.Fatal("DeleteFunc(true) did not empty the table")
 	}
 }

@@ -29,14 +29,15 @@ func (d *Directory) Announce(puts []Reg, dels []uint64) *Pending {
 	if d.closed || d.leaving {
 		return &Pending{err: ErrClosed}
 	}
+	self := d.selfRegsLocked(len(puts))
 	for _, r := range puts {
-		d.putLocked(d.o.Node, r)
+		d.putLocked(self, d.o.Node, r)
 		d.own[r.ID] = r
 		d.pend[r.ID] = &r
 	}
 	for _, id := range dels {
-		if r, ok := d.own[id]; ok {
-			d.tables[r.Kind].Delete(RegRef{Node: d.o.Node, ID: id})
+		if _, ok := d.own[id]; ok {
+			d.delLocked(self, id)
 			delete(d.own, id)
 			d.pend[id] = nil
 		}

@@ -127,10 +127,11 @@ type Directory struct {
 	nc *nats.Conn
 
 	mu      sync.RWMutex
-	tables  [numKinds]*match.Table[RegRef]
+	index   [numKinds]match.Index[RegRef] // every registration of the bus, by kind
 	peers   map[string]*peer
 	ring    []string       // the peers' IDs, sorted: the probe ring (see successorsLocked)
 	own     map[uint64]Reg // this node's registrations
+	self    regSet         // and their items in the index
 	ver     uint64         // version of own
 	digest  uint64         // XOR of verHash over every node held, this one included
 	waiters map[*waiter]struct{}
@@ -183,8 +184,7 @@ type Directory struct {
 // peer is what a node knows of another node.
 type peer struct {
 	ver      uint64          // version of its table we hold
-	ids      []uint64        // IDs of its registrations we hold (see forgetRegsLocked)
-	nregs    int             // how many we hold
+	regs     regSet          // its registrations we hold
 	acked    uint64          // highest of our versions it acknowledged
 	fetching bool            // a table fetch is in flight
 	fetched  chan struct{}   // closed when the fetch in flight ends
@@ -252,9 +252,6 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		limiter: tokens{rate: 20, burst: 200},
 	}
 	d.digest = verHash(o.Node, 0)
-	for k := range d.tables {
-		d.tables[k] = match.NewTable[RegRef]()
-	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if o.OnPeerGone != nil {
 		d.goneWake = make(chan struct{}, 1)
@@ -349,7 +346,7 @@ func (d *Directory) Stats() Stats {
 // every node, to full and slices.
 func (d *Directory) Lookup(k bus.Kind, object, cmd string, id int64, full, slices []Entry) ([]Entry, []Entry) {
 	d.mu.RLock()
-	full, slices = d.tables[k].Lookup(object, cmd, id, full, slices)
+	full, slices = d.index[k].Lookup(object, cmd, id, full, slices)
 	d.mu.RUnlock()
 	return full, slices
 }
@@ -377,7 +374,7 @@ func (d *Directory) PeerCount() int {
 func (d *Directory) Len(k bus.Kind) int {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.tables[k].Len()
+	return d.index[k].Len()
 }
 
 // Reconnected tells the directory its connection came back: it re-announces

@@ -19,7 +19,7 @@ func (d *Directory) dropLocked(node, why string) {
 	if !ok {
 		return
 	}
-	d.forgetRegsLocked(node, p)
+	d.forgetRegsLocked(p)
 	d.digest ^= verHash(node, p.ver)
 	delete(d.peers, node)
 	d.ringRemoveLocked(node)

@@ -401,11 +401,12 @@ func (d *Directory) dueAcksLocked(p *peer) []pendingAck {
 
 func (d *Directory) applyLocked(node string, p *peer, a *announcement) {
 	p.applied = time.Now()
+	regs := p.regSet(len(a.Puts))
 	for _, r := range a.Puts {
-		d.putLocked(node, r)
+		d.putLocked(regs, node, r)
 	}
 	for _, id := range a.Dels {
-		d.delLocked(node, id)
+		d.delLocked(regs, id)
 	}
 	d.setVerLocked(node, p, a.Ver)
 }
@@ -417,9 +418,10 @@ func (d *Directory) applyFullLocked(node string, p *peer, a *announcement) {
 }
 
 func (d *Directory) replaceLocked(node string, p *peer, regs []Reg, ver uint64) {
-	d.forgetRegsLocked(node, p)
+	d.forgetRegsLocked(p)
+	set := p.regSet(len(regs))
 	for _, r := range regs {
-		d.putLocked(node, r)
+		d.putLocked(set, node, r)
 	}
 	d.setVerLocked(node, p, ver)
 }

@@ -2,7 +2,9 @@ package directory
 
 import (
 	"hash/fnv"
-	"slices"
+
+	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/match"
 )
 
 // setOwnVerLocked sets this node's version, keeping the digest.
@@ -29,85 +31,69 @@ func verHash(node string, ver uint64) uint64 {
 	return h.Sum64()
 }
 
-// putLocked inserts or replaces a registration of node. A peer's
-// registrations live in the match tables only; the peer keeps their IDs in
-// a list (appended when new, compacted lazily), which a drop or a full table
-// walks. A per-peer map from ID to kind, as before, cost two more lookups in
-// a cold map per registration on every peer.
-func (d *Directory) putLocked(node string, r Reg) {
+// regSet holds one node's registrations in the index, by ID: they live
+// only in the index (a directory holds every registration of the bus), and
+// the set finds them for replacements, deletions, drops and full tables.
+// Keeping the index's items per node, rather than a bus-wide map from
+// (node, ID) to entry, makes a peer's registration one probe of a small map
+// instead of two of a large one: every peer inserts every registration
+// while its owner waits for the acknowledgement.
+type regSet map[uint64]regItem
+
+type regItem struct {
+	it   *match.Item[RegRef]
+	kind bus.Kind
+}
+
+// selfRegsLocked returns this node's set, made if there is none yet; size
+// is a hint of how many it will hold.
+func (d *Directory) selfRegsLocked(size int) regSet {
+	if d.self == nil {
+		d.self = make(regSet, size)
+	}
+	return d.self
+}
+
+// regSet returns p's set, made if there is none yet; size is a hint of how
+// many it will hold.
+func (p *peer) regSet(size int) regSet {
+	if p.regs == nil {
+		p.regs = make(regSet, size)
+	}
+	return p.regs
+}
+
+// putLocked inserts or replaces (by ID) a registration of node, whose set
+// is regs.
+func (d *Directory) putLocked(regs regSet, node string, r Reg) {
 	if r.Kind >= numKinds {
 		return
 	}
-	ref := RegRef{Node: node, ID: r.ID}
-	other := d.tables[numKinds-1-r.Kind] // the one other kind
-	if node == d.o.Node {
-		if old, ok := d.own[r.ID]; ok && old.Kind != r.Kind {
-			other.Delete(ref)
-		}
-		d.tables[r.Kind].Put(r.entry(node))
-		return
-	}
-	p := d.peers[node]
-	if !d.tables[r.Kind].Put(r.entry(node)) {
-		return // replaced in place
-	}
-	if other.Len() > 0 && other.Delete(ref) {
-		return // moved from the other kind: listed already
-	}
-	p.ids = append(p.ids, r.ID)
-	p.nregs++
-	d.boundIDsLocked(node, p)
-}
-
-func (d *Directory) delLocked(node string, id uint64) {
-	p := d.peers[node]
-	ref := RegRef{Node: node, ID: id}
-	for _, t := range d.tables {
-		if t.Delete(ref) {
-			p.nregs--
-			d.boundIDsLocked(node, p)
-			return
-		}
+	e := r.entry(node)
+	old, ok := regs[r.ID]
+	switch {
+	case !ok:
+		regs[r.ID] = regItem{d.index[r.Kind].Insert(e), r.Kind}
+	case old.kind == r.Kind:
+		d.index[r.Kind].Update(old.it, e)
+	default: // moved to the other kind
+		d.index[old.kind].Remove(old.it)
+		regs[r.ID] = regItem{d.index[r.Kind].Insert(e), r.Kind}
 	}
 }
 
-// forgetRegsLocked deletes every registration of node from the tables.
-func (d *Directory) forgetRegsLocked(node string, p *peer) {
-	for _, id := range p.ids {
-		ref := RegRef{Node: node, ID: id}
-		for _, t := range d.tables {
-			t.Delete(ref)
-		}
-	}
-	p.ids, p.nregs = p.ids[:0], 0
-}
-
-// boundIDsLocked keeps p's ID list within twice its registrations (plus a
-// little): a compaction walks the list once it doubled, so each put and
-// delete pays for it a constant share.
-func (d *Directory) boundIDsLocked(node string, p *peer) {
-	if len(p.ids) > 2*p.nregs+16 {
-		d.compactIDsLocked(node, p)
+// delLocked deletes the registration id of node, whose set is regs.
+func (d *Directory) delLocked(regs regSet, id uint64) {
+	if old, ok := regs[id]; ok {
+		d.index[old.kind].Remove(old.it)
+		delete(regs, id)
 	}
 }
 
-// compactIDsLocked drops from p's ID list the registrations deleted since
-// they were listed, and the duplicates of those deleted and put again.
-func (d *Directory) compactIDsLocked(node string, p *peer) {
-	slices.Sort(p.ids)
-	p.ids = slices.Compact(p.ids)
-	kept := p.ids[:0]
-	for _, id := range p.ids {
-		ref := RegRef{Node: node, ID: id}
-		for _, t := range d.tables {
-			if _, ok := t.Get(ref); ok {
-				kept = append(kept, id)
-				break
-			}
-		}
+// forgetRegsLocked deletes every registration of peer p from the index.
+func (d *Directory) forgetRegsLocked(p *peer) {
+	for _, old := range p.regs {
+		d.index[old.kind].Remove(old.it)
 	}
-	p.ids = kept
-	if cap(kept) > 2*len(kept)+16 {
-		p.ids = slices.Clone(kept)
-	}
+	p.regs = nil
 }

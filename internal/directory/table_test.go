@@ -12,26 +12,31 @@ import (
 
 // TestPeerRegistrationsChurn applies random deltas of one peer (puts, kind
 // changes, deletes, puts of deleted IDs again) and checks after each that
-// the tables hold exactly that peer's registrations and that the peer's ID
-// list stays proportional to them; a full table and a drop then leave
-// nothing of the old ones behind.
+// the index holds exactly that peer's registrations, each once and under
+// its kind, and that the peer's set agrees; a full table and a drop then
+// leave nothing of the old ones behind.
 func TestPeerRegistrationsChurn(t *testing.T) {
 	s := startServer(t)
 	d := join(t, testenv.Connect(t, s.URL()), "n1")
 	const node = "p1"
 	model := map[uint64]bus.Kind{}
+	// held reads the index itself: every registration of the test matches
+	// id 0 or id 1 of ("o", "c").
 	held := func() map[uint64]bus.Kind {
 		got := map[uint64]bus.Kind{}
-		for k, tab := range d.tables {
-			tab.Range(func(e Entry) bool {
-				if e.Key.Node == node {
+		for k := range d.index {
+			for _, id := range []int64{0, 1} {
+				full, _ := d.index[k].Lookup("o", "c", id, nil, nil)
+				for _, e := range full {
+					if e.Key.Node != node {
+						continue
+					}
 					if _, dup := got[e.Key.ID]; dup {
-						t.Fatalf("registration %d held under two kinds", e.Key.ID)
+						t.Fatalf("registration %d held twice", e.Key.ID)
 					}
 					got[e.Key.ID] = bus.Kind(k)
 				}
-				return true
-			})
+			}
 		}
 		return got
 	}
@@ -41,17 +46,20 @@ func TestPeerRegistrationsChurn(t *testing.T) {
 		if len(got) != len(model) {
 			t.Fatalf("step %d: %d registrations held, want %d", step, len(got), len(model))
 		}
+		p := d.peers[node]
 		for id, k := range model {
 			if got[id] != k {
 				t.Fatalf("step %d: registration %d held as kind %d, want %d", step, id, got[id], k)
 			}
+			if it, ok := p.regs[id]; !ok || it.kind != k || it.it.Entry().Key != (RegRef{Node: node, ID: id}) {
+				t.Fatalf("step %d: the peer's set has %+v for registration %d of kind %d", step, it, id, k)
+			}
 		}
-		p := d.peers[node]
-		if p.nregs != len(model) {
-			t.Fatalf("step %d: peer counts %d registrations, want %d", step, p.nregs, len(model))
+		if len(p.regs) != len(model) {
+			t.Fatalf("step %d: the peer's set has %d registrations, want %d", step, len(p.regs), len(model))
 		}
-		if len(p.ids) > 2*len(model)+17 {
-			t.Fatalf("step %d: ID list of %d for %d registrations", step, len(p.ids), len(model))
+		if n := d.index[bus.KindPub].Len() + d.index[bus.KindRPC].Len(); n != len(model) {
+			t.Fatalf("step %d: the index holds %d entries, want %d", step, n, len(model))
 		}
 	}
 	r := rand.New(rand.NewPCG(5, 6))
@@ -77,7 +85,10 @@ func TestPeerRegistrationsChurn(t *testing.T) {
 		}
 		check(step)
 	}
-	full := announcement{Type: annFull, Node: node, Ver: p.ver + 1, Puts: []Reg{reg(1000), reg(1001)}}
+	full := announcement{Type: annFull, Node: node, Ver: p.ver + 1, Puts: []Reg{
+		{ID: 1000, Kind: bus.KindPub, Object: "o", Cmd: "c", Mask: 1},
+		{ID: 1001, Kind: bus.KindPub, Object: "o", Cmd: "c", Mask: 1, Value: 1},
+	}}
 	d.applyFullLocked(node, p, &full)
 	model = map[uint64]bus.Kind{1000: bus.KindPub, 1001: bus.KindPub}
 	check(-1)
