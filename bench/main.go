@@ -29,6 +29,7 @@ type config struct {
 	setupBatch  bool          // the scale bus's registrations in one Batch per Notifier
 	servers     int           // servers of the scale bus: 1, or a cluster of this many
 	scaleHeap   bool          // measure the scale bus's heap (forced collections)
+	heapOnce    bool          // one collection per heap reading, not until it settles
 	maxHeap     uint64        // live heap (as of the last GC) at which the scale row aborts
 	timeout     time.Duration // bound of one measured round
 	verbose     bool          // library warnings to stderr
@@ -93,6 +94,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	cpar := fs.Int("scale-connect-par", d.connectPar, "Notifiers connecting at once while building the scale bus (1: sequential; 8 builds N=400 and 1000 in bounded time)")
 	setupBatch := fs.Bool("scale-setup-batch", false, "register each scale-bus Notifier's registrations in one Batch (default: one call each)")
 	scaleHeap := fs.Bool("scale-heap", true, "measure the heap per registration of the scale bus (forced collections, which stall a big bus: false for N = 1,000)")
+	heapOnce := fs.Bool("scale-heap-once", false, "with -scale-heap: one collection per heap reading instead of collecting until the heap settles (for N = 1,000, where each collection of the 3-4 GiB heap takes seconds)")
 	servers := fs.Int("scale-servers", 1, "servers of the scale bus: 1, or a cluster (testenv.StartCluster) with the Notifiers spread over it; the restart row needs 1")
 	maxHeap := fs.Uint64("max-heap-mib", 0, "live heap (MiB, as of the last GC) at which the scale row aborts, protecting the machine (default 2560)")
 	timeout := fs.Duration("timeout", 0, "bound of one measured round (default 60s, -short 30s)")
@@ -135,6 +137,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	}
 	c.servers = *servers
 	c.scaleHeap = *scaleHeap
+	c.heapOnce = *heapOnce
 	if *maxHeap > 0 {
 		c.maxHeap = *maxHeap << 20
 	}

@@ -31,11 +31,19 @@ func totalAlloc() uint64 {
 
 // scaleHeap is settledHeap, or 0 with -scale-heap=false: the collections
 // it forces stall every Notifier of the process at once, which on a big
-// bus (N = 1,000: a heap of about 1 GiB on 2 cores) the failure detectors
-// see as a bus-wide freeze.
+// bus (N = 1,000: a heap of 3-4 GiB on 2 cores) the failure detectors
+// may see as a bus-wide freeze. With -scale-heap-once it is the heap after
+// one collection: at N = 1,000 the transient garbage settledHeap waits out
+// is small beside the tables, and each collection takes seconds.
 func (e *env) scaleHeap() uint64 {
-	if !e.cfg.scaleHeap {
+	switch {
+	case !e.cfg.scaleHeap:
 		return 0
+	case e.cfg.heapOnce:
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
 	}
 	return settledHeap()
 }
@@ -383,6 +391,9 @@ func runScaleBus(e *env) ([]Row, error) {
 	mem.Notifier, mem.Raw, mem.Ratio = fmtBytes(perEntry), "–", fmtBytes(perEntry)
 	mem.Notes = fmt.Sprintf("heap +%s for %d registrations known by %d directories (%s per registration bus-wide, owners' local tables included)",
 		fmtBytes(delta), total, nodes, fmtBytes(delta/float64(total)))
+	if e.cfg.heapOnce {
+		mem.Notes += " (one collection per reading, -scale-heap-once)"
+	}
 	if !e.cfg.scaleHeap {
 		mem = Row{Key: "scale", Name: mem.Name, Notifier: "–", Raw: "–", Ratio: "–",
 			Notes: "not measured (-scale-heap=false: no forced collections)"}

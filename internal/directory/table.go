@@ -1,8 +1,6 @@
 package directory
 
 import (
-	"hash/fnv"
-
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/match"
 )
@@ -19,16 +17,23 @@ func (d *Directory) setVerLocked(node string, p *peer, v uint64) {
 	p.ver = v
 }
 
-// verHash is one node's share of a digest.
+// verHash is one node's share of a digest: FNV-1a (64-bit) of the node's
+// name followed by the version's 8 bytes, little-endian. It is computed
+// here rather than by hash/fnv, whose Hash64 and the name's conversion to
+// bytes allocate, twice for every announcement every peer applies.
 func verHash(node string, ver uint64) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(node))
-	var b [8]byte
-	for i := range b {
-		b[i] = byte(ver >> (8 * i))
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < len(node); i++ {
+		h = (h ^ uint64(node[i])) * prime
 	}
-	_, _ = h.Write(b[:])
-	return h.Sum64()
+	for i := range 8 {
+		h = (h ^ (ver >> (8 * i) & 0xff)) * prime
+	}
+	return h
 }
 
 // regSet holds one node's registrations in the index, by ID: they live

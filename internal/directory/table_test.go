@@ -1,7 +1,9 @@
 package directory
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -145,5 +147,27 @@ func TestSuccessorsRing(t *testing.T) {
 		if len(d.ring) != len(d.peers) || !slices.IsSorted(d.ring) {
 			t.Fatalf("step %d: ring %v for %d peers", step, d.ring, len(d.peers))
 		}
+	}
+}
+
+// TestVerHashIsFNV1a checks verHash against hash/fnv over the name and the
+// version's little-endian bytes: the digests of peers built before it was
+// written out must agree with it.
+func TestVerHashIsFNV1a(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for i := range 1000 {
+		name := fmt.Sprintf("n%04d-%016x", i, r.Uint64())[:1+r.IntN(21)]
+		ver := r.Uint64() >> r.IntN(64)
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], ver)
+		h.Write(b[:])
+		if got, want := verHash(name, ver), h.Sum64(); got != want {
+			t.Fatalf("verHash(%q, %d) = %#x, want %#x", name, ver, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = verHash("node", 7) }); n != 0 {
+		t.Fatalf("verHash allocates %v times", n)
 	}
 }
