@@ -238,7 +238,7 @@ func measure(cfg config, logw io.Writer) ([]Row, error) {
 			e.logf("%s failed: %v", sc.key, err)
 			got = append(got, Row{Key: sc.key, Name: sc.name, Err: err})
 		}
-		e.logf("%s done in %v", sc.key, time.Since(t).Round(time.Millisecond))
+		e.logf("%s done in %v (process peak RSS so far %s)", sc.key, time.Since(t).Round(time.Millisecond), fmtBytes(float64(peakRSS())))
 		rows = append(rows, got...)
 	}
 	return rows, nil
