@@ -186,6 +186,7 @@ type peer struct {
 	ver      uint64          // version of its table we hold
 	regs     regSet          // its registrations we hold
 	acked    uint64          // highest of our versions it acknowledged
+	answered bool            // it acknowledged one of our announcements: it knows us
 	fetching bool            // a table fetch is in flight
 	fetched  chan struct{}   // closed when the fetch in flight ends
 	buffered []*announcement // deltas received during the fetch

@@ -387,3 +387,33 @@ func TestGroupCommitSlowRounds(t *testing.T) {
 		t.Errorf("%d announcements for %d changes of %d callers: rounds overlapped (want at most %d)", batches, changes, g, bound)
 	}
 }
+
+// TestWaitCoversIndirectPeersThatAnswered: a peer known only indirectly
+// (its table not fetched yet) that has acknowledged one of our
+// announcements knows us and applies our changes, so a change waits for
+// it; one that never answered us is not waited for (it may not know us,
+// and its fetch of our table is rate-limited).
+func TestWaitCoversIndirectPeersThatAnswered(t *testing.T) {
+	s := startServer(t)
+	join(t, testenv.Connect(t, s.URL()), "a")
+	b := join(t, testenv.Connect(t, s.URL()), "b")
+	join(t, testenv.Connect(t, s.URL()), "c")
+	eventually(t, waitTimeout, func() bool { return b.PeerCount() == 2 }, "b learns c")
+	b.mu.Lock()
+	pa, pc := b.peers["a"], b.peers["c"]
+	answered := pa.answered // a acknowledged b's arrival
+	pa.unverified, pc.unverified = true, true
+	pc.answered = false
+	need := b.needLocked()
+	pa.unverified, pc.unverified = false, false
+	b.mu.Unlock()
+	if !answered {
+		t.Fatal("a never acknowledged b's arrival")
+	}
+	if _, ok := need["a"]; !ok {
+		t.Fatalf("a change does not wait for a, which answered b: need %v", need)
+	}
+	if _, ok := need["c"]; ok {
+		t.Fatalf("a change waits for c, only heard of: need %v", need)
+	}
+}

@@ -457,7 +457,7 @@ func (d *Directory) onAck(m *nats.Msg) {
 			return
 		}
 	}
-	p.heard = time.Now()
+	p.heard, p.answered = time.Now(), true
 	if a.Ver > p.acked {
 		p.acked = a.Ver
 	}
@@ -470,12 +470,17 @@ func (d *Directory) onAck(m *nats.Msg) {
 }
 
 // needLocked returns the peers a change must be confirmed by: every peer
-// whose table we hold (a node still being learned by a repair fetch is not
-// waited for; it gets the change with our table if it asks).
+// whose table we hold, and every peer still being learned by a repair fetch
+// that has acknowledged one of our announcements: it knows us, so it
+// applies our changes (a joiner that learned a member only from its
+// answer to the hello, because the member list it got lacked it, must not
+// return from a registration before that member routes to it). A node
+// only heard of, which never answered us, is not waited for: it may not
+// know us, and learns our table by a rate-limited fetch, with the change.
 func (d *Directory) needLocked() map[string]struct{} {
 	need := make(map[string]struct{}, len(d.peers))
 	for n, p := range d.peers {
-		if !p.unverified {
+		if !p.unverified || p.answered {
 			need[n] = struct{}{}
 		}
 	}
