@@ -122,16 +122,23 @@ func TestRPCSliceStandby(t *testing.T) {
 	}
 }
 
+// TestRPCResultsInArrivalOrder: results come in the order the replies
+// arrive, not the order of the registrations. Both responders are
+// registrations of one Notifier, b, so that their replies leave over one
+// connection: the server forwards one connection's messages in order. (With
+// the responders on two Notifiers the test raced: the server hands a reply
+// to each subscriber in turn, and under load the spy had the fast reply,
+// and the slow one was sent and queued to the caller, before the server
+// queued the fast one to the caller.)
 func TestRPCResultsInArrivalOrder(t *testing.T) {
 	srv := testenv.Run(t)
 	a := connect(t, srv.URL())
 	b := connect(t, srv.URL())
-	c := connect(t, srv.URL())
 
 	// A spy sees each reply on its way to the caller's inbox. The slow
-	// responder answers only after the spy saw the fast reply (recognised by
-	// its msgpack-encoded value), so the server has queued the fast reply to
-	// the caller before the slow one.
+	// handler returns only after the spy saw the fast reply (recognised by
+	// its msgpack-encoded value), so b published the fast reply before the
+	// slow one.
 	spy := testenv.Connect(t, srv.URL())
 	type gate struct {
 		marker []byte // the encoded fast value of this call
@@ -158,7 +165,7 @@ func TestRPCResultsInArrivalOrder(t *testing.T) {
 	fast := &rpcFn{fn: func(_ context.Context, id int64, _ notifier.Args) (any, error) {
 		return fmt.Sprintf("fast-%d", id), nil
 	}}
-	must(t, c.RPCRegister("order", notifier.Match{}, "q", slow)) // registered first
+	must(t, b.RPCRegister("order", notifier.Match{}, "q", slow)) // registered first
 	must(t, b.RPCRegister("order", notifier.Match{}, "q", fast))
 
 	for i := range 5 {
