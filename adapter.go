@@ -205,8 +205,10 @@ func (n *Notifier) Conn() *nats.Conn { return n.nc }
 // Close leaves the bus: other Notifiers stop routing to this one at once,
 // notifications already received are delivered, running handlers finish
 // (bounded by WithCloseTimeout), pending publishes are flushed, and the
-// connection is closed if Connect made it. Every method, Close included,
-// returns ErrClosed afterwards.
+// connection is closed if Connect made it. While the connection is down
+// (reconnecting), Close does not wait for the server: it delivers what was
+// received and returns; the peers drop this Notifier by their probes. Every
+// method, Close included, returns ErrClosed afterwards.
 func (n *Notifier) Close() error {
 	if n.closing.Swap(true) {
 		return ErrClosed

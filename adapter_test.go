@@ -408,3 +408,41 @@ func TestCloseTimeoutLeavesNoGoroutine(t *testing.T) {
 	close(sub.release)
 	checkNoLeaks(t)
 }
+
+// TestCloseWhileDisconnected: with the server gone (the connection
+// reconnecting), Close delivers what was received, does not wait for a
+// drain that needs the server, and returns without error long before its
+// WithCloseTimeout.
+func TestCloseWhileDisconnected(t *testing.T) {
+	s := testenv.Run(t)
+	n, err := notifier.Connect(s.URL(), notifier.WithCloseTimeout(time.Minute),
+		notifier.WithNATSOptions(nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int64, 16)
+	sub := notifier.NewSubscriberFunc(func(_ string, id int64, _ string, _ notifier.Args) { got <- id })
+	if err := n.Subscribe("o", notifier.Match{}, "c", sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Publish("o", 1, "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(deliveryTimeout):
+		t.Fatal("the notification before the shutdown did not arrive")
+	}
+	s.Shutdown()
+	eventually(t, deliveryTimeout, func() bool { return !n.Conn().IsConnected() }, "the connection notices the server's shutdown")
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close while disconnected: %v", err)
+		}
+	case <-time.After(deliveryTimeout):
+		t.Fatalf("Close while disconnected did not return within %v (its timeout is a minute)", deliveryTimeout)
+	}
+}

@@ -117,6 +117,9 @@ func (n *Notifier) unsubscribe() {
 
 // drainData stops the data subscriptions after handling what they hold.
 func (n *Notifier) drainData(deadline time.Time) error {
+	if !n.nc.IsConnected() {
+		return n.dropData(deadline)
+	}
 	// nats.go reports the end of a drain as the subscription's status
 	// changing to closed: wait for that event, not on a polling loop.
 	done := make([]<-chan nats.SubStatus, len(n.subs))
@@ -146,6 +149,32 @@ func (n *Notifier) drainData(deadline time.Time) error {
 		}
 	}
 	return nil
+}
+
+// dropData ends the data subscriptions while the connection is down: a
+// drain would wait for the server (nats.go flushes the unsubscription
+// first) until the deadline. Nothing more arrives meanwhile, so each
+// subscription's callbacks are given until the deadline to deliver what
+// nats.go holds already, then it is unsubscribed. There is no event for a
+// subscription's queue running empty: it is checked every 10 ms.
+func (n *Notifier) dropData(deadline time.Time) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for _, s := range n.subs {
+		for {
+			msgs, _, perr := s.Pending()
+			if perr != nil || msgs == 0 || !time.Now().Before(deadline) {
+				if perr == nil && msgs > 0 && err == nil {
+					err = fmt.Errorf("notifier: close: %d messages of %s undelivered while disconnected: %w", msgs, s.Subject, ErrTimeout)
+				}
+				break
+			}
+			<-tick.C
+		}
+		_ = s.Unsubscribe()
+	}
+	return err
 }
 
 // syncFanLocked gives a broadcast registration (full, every id) its own
