@@ -218,10 +218,8 @@ func (n *Notifier) Close() error {
 	n.dir.Close() // goodbye: peers stop routing here
 	_ = n.svc.Stop()
 	n.mu.Lock()
-	for _, r := range n.byID {
-		if r.fan != nil {
-			n.subs = append(n.subs, r.fan)
-		}
+	for r := range n.fans {
+		n.subs = append(n.subs, r.fan)
 	}
 	n.mu.Unlock()
 	if err := n.drainData(deadline); err != nil {
@@ -348,11 +346,9 @@ func (n *Notifier) Stats() Stats {
 	c := &n.stats
 	dropped := c.dropped.Load() + c.fanDropped.Load()
 	n.mu.RLock()
-	for _, r := range n.byID {
-		if r.fan != nil {
-			if d, err := r.fan.Dropped(); err == nil {
-				dropped += uint64(d)
-			}
+	for r := range n.fans { // not every registration: Stats stays cheap with many
+		if d, err := r.fan.Dropped(); err == nil {
+			dropped += uint64(d)
 		}
 	}
 	n.mu.RUnlock()

@@ -195,6 +195,7 @@ func (n *Notifier) syncFanLocked(r *localReg) error {
 		}
 		_ = sub.SetPendingLimits(r.queueSize, maxQueueBytes)
 		r.fan = sub
+		n.fans[r] = struct{}{}
 	case !want && r.fan != nil:
 		if d, err := r.fan.Dropped(); err == nil {
 			n.stats.fanDropped.Add(uint64(d))
@@ -205,6 +206,7 @@ func (n *Notifier) syncFanLocked(r *localReg) error {
 		}
 		_ = r.fan.Unsubscribe()
 		r.fan = nil
+		delete(n.fans, r)
 	}
 	return nil
 }

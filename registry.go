@@ -26,6 +26,7 @@ type registry struct {
 	local  [2]*match.Table[*localReg]
 	byID   map[uint64]*localReg
 	byKey  map[regKey]*localReg
+	fans   map[*localReg]struct{} // the registrations with a fan-out subscription (localReg.fan)
 	nextID uint64
 }
 
@@ -33,6 +34,7 @@ type registry struct {
 func (r *registry) init() {
 	r.byID = make(map[uint64]*localReg)
 	r.byKey = make(map[regKey]*localReg)
+	r.fans = make(map[*localReg]struct{})
 	for k := range r.local {
 		r.local[k] = match.NewTable[*localReg]()
 	}
