@@ -7,53 +7,16 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsnotifier/notifier/internal/redact"
 )
 
 // redacted replaces a secret in messages.
-const redacted = "xxxxx"
+const redacted = redact.Mask
 
-// redactURLs returns urls, a comma-separated list of NATS server URLs, with
-// the credentials of each replaced by "xxxxx": the password of user:password
-// (the user name stays), or the whole user part when it is alone (a token or
-// an nkey). It works on the text, so a URL that does not parse is redacted
-// too.
-func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		parts[i] = redactURL(p)
-	}
-	return strings.Join(parts, ",")
-}
-
-// redactURL is redactURLs for one URL.
-func redactURL(u string) string {
-	start, at := userInfo(u)
-	if at < 0 {
-		return u
-	}
-	user := u[start:at]
-	if name, _, ok := strings.Cut(user, ":"); ok {
-		return u[:start] + name + ":" + redacted + u[at:]
-	}
-	return u[:start] + redacted + u[at:]
-}
-
-// userInfo returns where the user information of u starts and the index of
-// the '@' that ends it, or at = -1 when u has none.
-func userInfo(u string) (start, at int) {
-	if i := strings.Index(u, "://"); i >= 0 {
-		start = i + len("://")
-	}
-	end := len(u)
-	if i := strings.IndexAny(u[start:], "/?#"); i >= 0 {
-		end = start + i
-	}
-	at = strings.LastIndexByte(u[start:end], '@')
-	if at < 0 {
-		return start, -1
-	}
-	return start, start + at
-}
+// redactURLs hides the credentials in a comma-separated URL list (see
+// redact.URLs).
+func redactURLs(urls string) string { return redact.URLs(urls) }
 
 // connectSecrets returns every secret that a failed connection could put
 // into an error: the passwords and tokens in urls, raw and unescaped, and
@@ -61,7 +24,7 @@ func userInfo(u string) (start, at int) {
 func connectSecrets(urls string, opts []nats.Option) []string {
 	var secrets []string
 	for _, u := range strings.Split(urls, ",") {
-		start, at := userInfo(strings.TrimSpace(u))
+		start, at := redact.UserInfo(strings.TrimSpace(u))
 		if at < 0 {
 			continue
 		}

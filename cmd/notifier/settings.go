@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/natsnotifier/notifier/internal/redact"
 )
 
 // maxKeyFile bounds every credentials, key or certificate file read.
@@ -329,7 +331,7 @@ func checkURLs(s setting) error {
 		return fmt.Errorf("%s is blank", s.from)
 	}
 	for _, raw := range strings.Split(s.value, ",") {
-		p := strings.TrimSpace(redactURL(raw)) // parsed redacted: no secret in any error
+		p := strings.TrimSpace(redact.URL(raw)) // parsed redacted: no secret in any error
 		if p == "" {
 			return fmt.Errorf("%s %s: an empty URL in the list", s.from, redactURLs(s.value))
 		}
@@ -357,35 +359,6 @@ func checkURLs(s setting) error {
 	return nil
 }
 
-// redactURLs hides the credentials in a comma-separated URL list: the
-// password of user:password, or the whole user part when it is alone (a
-// token or an nkey). It works on the text, so a URL that does not parse is
-// redacted too.
-func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		parts[i] = redactURL(p)
-	}
-	return strings.Join(parts, ",")
-}
-
-// redactURL is redactURLs for one URL.
-func redactURL(u string) string {
-	start := 0
-	if i := strings.Index(u, "://"); i >= 0 {
-		start = i + len("://")
-	}
-	end := len(u)
-	if i := strings.IndexAny(u[start:], "/?#"); i >= 0 {
-		end = start + i
-	}
-	at := strings.LastIndexByte(u[start:end], '@')
-	if at < 0 {
-		return u
-	}
-	at += start
-	if name, _, ok := strings.Cut(u[start:at], ":"); ok {
-		return u[:start] + name + ":xxxxx" + u[at:]
-	}
-	return u[:start] + "xxxxx" + u[at:]
-}
+// redactURLs hides the credentials in a comma-separated URL list, as the
+// library does in its logs and errors (see redact.URLs).
+func redactURLs(urls string) string { return redact.URLs(urls) }
