@@ -42,8 +42,13 @@ func verHash(node string, ver uint64) uint64 {
 // Keeping the index's items per node, rather than a bus-wide map from
 // (node, ID) to entry, makes a peer's registration one probe of a small map
 // instead of two of a large one: every peer inserts every registration
-// while its owner waits for the acknowledgement.
-type regSet map[uint64]regItem
+// while its owner waits for the acknowledgement. A Notifier numbers its
+// registrations upwards, so a put above every ID the set has seen is new,
+// and skips the probe for an existing one.
+type regSet struct {
+	m     map[uint64]regItem
+	maxID uint64 // no ID above it was ever put into m
+}
 
 type regItem struct {
 	it   *match.Item[RegRef]
@@ -52,53 +57,61 @@ type regItem struct {
 
 // selfRegsLocked returns this node's set, made if there is none yet; size
 // is a hint of how many it will hold.
-func (d *Directory) selfRegsLocked(size int) regSet {
-	if d.self == nil {
-		d.self = make(regSet, size)
+func (d *Directory) selfRegsLocked(size int) *regSet {
+	if d.self.m == nil {
+		d.self.m = make(map[uint64]regItem, size)
 	}
-	return d.self
+	return &d.self
 }
 
 // regSet returns p's set, made if there is none yet; size is a hint of how
 // many it will hold.
-func (p *peer) regSet(size int) regSet {
-	if p.regs == nil {
-		p.regs = make(regSet, size)
+func (p *peer) regSet(size int) *regSet {
+	if p.regs.m == nil {
+		p.regs.m = make(map[uint64]regItem, size)
 	}
-	return p.regs
+	return &p.regs
 }
 
 // putLocked inserts or replaces (by ID) a registration of node, whose set
 // is regs.
-func (d *Directory) putLocked(regs regSet, node string, r Reg) {
+func (d *Directory) putLocked(regs *regSet, node string, r Reg) {
 	if r.Kind >= numKinds {
 		return
 	}
 	e := r.entry(node)
-	old, ok := regs[r.ID]
+	var (
+		old regItem
+		ok  bool
+	)
+	if r.ID <= regs.maxID {
+		old, ok = regs.m[r.ID]
+	} else {
+		regs.maxID = r.ID
+	}
 	switch {
 	case !ok:
-		regs[r.ID] = regItem{d.index[r.Kind].Insert(e), r.Kind}
+		regs.m[r.ID] = regItem{d.index[r.Kind].Insert(e), r.Kind}
 	case old.kind == r.Kind:
 		d.index[r.Kind].Update(old.it, e)
 	default: // moved to the other kind
 		d.index[old.kind].Remove(old.it)
-		regs[r.ID] = regItem{d.index[r.Kind].Insert(e), r.Kind}
+		regs.m[r.ID] = regItem{d.index[r.Kind].Insert(e), r.Kind}
 	}
 }
 
 // delLocked deletes the registration id of node, whose set is regs.
-func (d *Directory) delLocked(regs regSet, id uint64) {
-	if old, ok := regs[id]; ok {
+func (d *Directory) delLocked(regs *regSet, id uint64) {
+	if old, ok := regs.m[id]; ok {
 		d.index[old.kind].Remove(old.it)
-		delete(regs, id)
+		delete(regs.m, id)
 	}
 }
 
 // forgetRegsLocked deletes every registration of peer p from the index.
 func (d *Directory) forgetRegsLocked(p *peer) {
-	for _, old := range p.regs {
+	for _, old := range p.regs.m {
 		d.index[old.kind].Remove(old.it)
 	}
-	p.regs = nil
+	p.regs = regSet{}
 }

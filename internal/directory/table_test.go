@@ -53,12 +53,12 @@ func TestPeerRegistrationsChurn(t *testing.T) {
 			if got[id] != k {
 				t.Fatalf("step %d: registration %d held as kind %d, want %d", step, id, got[id], k)
 			}
-			if it, ok := p.regs[id]; !ok || it.kind != k || it.it.Entry().Key != (RegRef{Node: node, ID: id}) {
+			if it, ok := p.regs.m[id]; !ok || it.kind != k || it.it.Entry().Key != (RegRef{Node: node, ID: id}) {
 				t.Fatalf("step %d: the peer's set has %+v for registration %d of kind %d", step, it, id, k)
 			}
 		}
-		if len(p.regs) != len(model) {
-			t.Fatalf("step %d: the peer's set has %d registrations, want %d", step, len(p.regs), len(model))
+		if len(p.regs.m) != len(model) {
+			t.Fatalf("step %d: the peer's set has %d registrations, want %d", step, len(p.regs.m), len(model))
 		}
 		if n := d.index[bus.KindPub].Len() + d.index[bus.KindRPC].Len(); n != len(model) {
 			t.Fatalf("step %d: the index holds %d entries, want %d", step, n, len(model))
