@@ -80,10 +80,50 @@ func (x *Index[K]) Len() int { return x.n }
 // entries to an Index: the caller keeps keys unique if it wants them so.
 // The stored Object and Cmd strings are interned per (object, cmd).
 func (x *Index[K]) Insert(e Entry[K]) *Item[K] {
-	n := &Item[K]{key: e.Key, pattern: e.Pattern, slice: e.Slice, weight: e.Weight}
-	x.index(n, e.Object, e.Cmd)
 	x.n++
+	g := x.groupOf(e.Pattern, e.Object, e.Cmd)
+	if g == nil {
+		n := &Item[K]{key: e.Key, pattern: e.Pattern, slice: e.Slice, weight: e.Weight}
+		x.index(n, e.Object, e.Cmd)
+		return n
+	}
+	var n *Item[K]
+	b := g.buckets[e.Pattern]
+	if b == nil {
+		// The first entry of its bucket: one allocation for both (most
+		// buckets hold one entry, an id pattern of one registration).
+		ib := &itemBucket[K]{}
+		n, b = &ib.item, &ib.b
+		g.addBucket(e.Pattern, b, e.Slice)
+	} else {
+		n = &Item[K]{}
+	}
+	n.key, n.pattern, n.slice, n.weight = e.Key, e.Pattern, e.Slice, e.Weight
+	n.link(g, b)
 	return n
+}
+
+// itemBucket is an Item and the bucket it is the first entry of, allocated
+// together. Either may outlive the other (the bucket keeps other entries,
+// or the item moves to another pattern): the dead half stays allocated
+// with the live one, at most one per entry.
+type itemBucket[K comparable] struct {
+	item Item[K]
+	b    bucket[K]
+}
+
+// groupOf returns the group an entry of (object, cmd) with pattern p goes
+// to, made if there is none; nil for an unsatisfiable p (not indexed).
+func (x *Index[K]) groupOf(p Pattern, object, cmd string) *group[K] {
+	if !p.Satisfiable() {
+		return nil
+	}
+	g := x.last
+	if g == nil || g.key.object != object || g.key.cmd != cmd {
+		g = x.group(object, cmd)
+		x.last = g
+	}
+	return g
 }
 
 // Update replaces the entry of n, an Item of x not removed, by e (its key
@@ -160,26 +200,34 @@ func (x *Index[K]) HasMatch(object, cmd string, id int64) bool {
 // n gets a group of its own holding clones of the strings, so that they do
 // not pin a caller's larger buffer.
 func (x *Index[K]) index(n *Item[K], object, cmd string) {
-	if !n.pattern.Satisfiable() {
+	g := x.groupOf(n.pattern, object, cmd)
+	if g == nil {
 		n.g = &group[K]{key: groupKey{strings.Clone(object), strings.Clone(cmd)}}
 		n.b = nil
 		return
 	}
-	g := x.last
-	if g == nil || g.key.object != object || g.key.cmd != cmd {
-		g = x.group(object, cmd)
-	}
 	b := g.buckets[n.pattern]
 	if b == nil {
 		b = &bucket[K]{}
-		if n.slice {
-			b.slice = b.first[:0]
-		} else {
-			b.full = b.first[:0]
-		}
-		g.buckets[n.pattern] = b
-		g.addMask(n.pattern.Mask)
+		g.addBucket(n.pattern, b, n.slice)
 	}
+	n.link(g, b)
+}
+
+// addBucket puts b, empty, in g under p, its first entry full or slice.
+func (g *group[K]) addBucket(p Pattern, b *bucket[K], slice bool) {
+	if slice {
+		b.slice = b.first[:0]
+	} else {
+		b.full = b.first[:0]
+	}
+	g.buckets[p] = b
+	g.addMask(p.Mask)
+}
+
+// link appends n (its pattern, slice flag and weight set) to b, its
+// bucket in g.
+func (n *Item[K]) link(g *group[K], b *bucket[K]) {
 	if n.slice {
 		n.pos = int32(len(b.slice))
 		b.slice = append(b.slice, n)
@@ -188,7 +236,6 @@ func (x *Index[K]) index(n *Item[K], object, cmd string) {
 		b.full = append(b.full, n)
 	}
 	n.g, n.b = g, b
-	x.last = g
 }
 
 // group returns the group of (object, cmd), made if there is none.
