@@ -29,9 +29,9 @@
 // same key again replaces the entry, so a registration repeated with the same
 // key is idempotent.
 //
-// The index is a map from (object, cmd) to a group that holds the distinct
-// masks in use by that group's entries (with reference counts) and a map from
-// (mask, id&mask) to the entries. A lookup therefore costs one map probe to
+// The index is a map from (object, cmd) to a group that holds, for each
+// distinct mask in use by that group's entries, a map from id&mask to the
+// entries (an int64 key: Go's maps take their fast path for it). A lookup therefore costs one map probe to
 // find the group plus one probe per distinct mask in the group, independent of
 // the number of entries; it does not allocate when the destination slices have
 // room. Put, Delete and Get are O(1) expected (Put and Delete of the last

@@ -23,14 +23,16 @@ type groupKey struct{ object, cmd string }
 // group holds the entries of one (object, cmd) with a satisfiable pattern.
 type group[K comparable] struct {
 	key     groupKey        // interned object and cmd, shared by the entries
-	masks   []maskRef       // distinct masks in use, probed by Lookup
+	masks   []maskIndex[K]  // distinct masks in use, probed by Lookup
 	maskPos map[int64]int32 // mask -> index in masks
-	buckets map[Pattern]*bucket[K]
 }
 
-type maskRef struct {
-	mask int64
-	refs int // number of buckets using this mask
+// maskIndex holds a group's buckets of one mask, by value (id & mask): an
+// int64 key, which Go's maps hash and compare on their fast path, where a
+// map keyed by the whole Pattern takes the generic one.
+type maskIndex[K comparable] struct {
+	mask    int64
+	buckets map[int64]*bucket[K]
 }
 
 // bucket holds the entries of one (object, cmd, mask, value), split by kind.
@@ -88,13 +90,14 @@ func (x *Index[K]) Insert(e Entry[K]) *Item[K] {
 		return n
 	}
 	var n *Item[K]
-	b := g.buckets[e.Pattern]
+	mi := g.maskOf(e.Pattern.Mask)
+	b := mi.buckets[e.Pattern.Value]
 	if b == nil {
 		// The first entry of its bucket: one allocation for both (most
 		// buckets hold one entry, an id pattern of one registration).
 		ib := &itemBucket[K]{}
 		n, b = &ib.item, &ib.b
-		g.addBucket(e.Pattern, b, e.Slice)
+		mi.addBucket(e.Pattern.Value, b, e.Slice)
 	} else {
 		n = &Item[K]{}
 	}
@@ -165,8 +168,8 @@ func (x *Index[K]) Lookup(object, cmd string, id int64, full, slices []Entry[K])
 		return full, slices
 	}
 	for i := range g.masks {
-		m := g.masks[i].mask
-		b := g.buckets[Pattern{Mask: m, Value: id & m}]
+		mi := &g.masks[i]
+		b := mi.buckets[id&mi.mask]
 		if b == nil {
 			continue
 		}
@@ -187,8 +190,8 @@ func (x *Index[K]) HasMatch(object, cmd string, id int64) bool {
 		return false
 	}
 	for i := range g.masks {
-		m := g.masks[i].mask
-		if g.buckets[Pattern{Mask: m, Value: id & m}] != nil {
+		mi := &g.masks[i]
+		if mi.buckets[id&mi.mask] != nil {
 			return true
 		}
 	}
@@ -206,23 +209,23 @@ func (x *Index[K]) index(n *Item[K], object, cmd string) {
 		n.b = nil
 		return
 	}
-	b := g.buckets[n.pattern]
+	mi := g.maskOf(n.pattern.Mask)
+	b := mi.buckets[n.pattern.Value]
 	if b == nil {
 		b = &bucket[K]{}
-		g.addBucket(n.pattern, b, n.slice)
+		mi.addBucket(n.pattern.Value, b, n.slice)
 	}
 	n.link(g, b)
 }
 
-// addBucket puts b, empty, in g under p, its first entry full or slice.
-func (g *group[K]) addBucket(p Pattern, b *bucket[K], slice bool) {
+// addBucket puts b, empty, under value, its first entry full or slice.
+func (mi *maskIndex[K]) addBucket(value int64, b *bucket[K], slice bool) {
 	if slice {
 		b.slice = b.first[:0]
 	} else {
 		b.full = b.first[:0]
 	}
-	g.buckets[p] = b
-	g.addMask(p.Mask)
+	mi.buckets[value] = b
 }
 
 // link appends n (its pattern, slice flag and weight set) to b, its
@@ -251,7 +254,6 @@ func (x *Index[K]) group(object, cmd string) *group[K] {
 	g := &group[K]{
 		key:     gk,
 		maskPos: make(map[int64]int32),
-		buckets: make(map[Pattern]*bucket[K]),
 	}
 	x.groups[gk] = g
 	return g
@@ -273,8 +275,12 @@ func (x *Index[K]) unindex(n *Item[K]) {
 	if len(b.full)+len(b.slice) > 0 {
 		return
 	}
-	delete(g.buckets, n.pattern)
-	g.dropMask(n.pattern.Mask)
+	i := g.maskPos[n.pattern.Mask]
+	mi := &g.masks[i]
+	delete(mi.buckets, n.pattern.Value)
+	if len(mi.buckets) == 0 {
+		g.dropMask(i)
+	}
 	if len(g.masks) == 0 {
 		delete(x.groups, g.key)
 		if x.last == g {
@@ -299,28 +305,25 @@ func removeAt[K comparable](s []*Item[K], i int) []*Item[K] {
 	return s
 }
 
-func (g *group[K]) addMask(mask int64) {
+// maskOf returns the buckets of mask in g, made if the mask is new.
+func (g *group[K]) maskOf(mask int64) *maskIndex[K] {
 	if i, ok := g.maskPos[mask]; ok {
-		g.masks[i].refs++
-		return
+		return &g.masks[i]
 	}
 	g.maskPos[mask] = int32(len(g.masks))
-	g.masks = append(g.masks, maskRef{mask: mask, refs: 1})
+	g.masks = append(g.masks, maskIndex[K]{mask: mask, buckets: make(map[int64]*bucket[K])})
+	return &g.masks[len(g.masks)-1]
 }
 
-func (g *group[K]) dropMask(mask int64) {
-	i, ok := g.maskPos[mask]
-	if !ok {
-		return
-	}
-	if g.masks[i].refs--; g.masks[i].refs > 0 {
-		return
-	}
+// dropMask removes the mask at i, whose last bucket went.
+func (g *group[K]) dropMask(i int32) {
+	mask := g.masks[i].mask
 	last := int32(len(g.masks) - 1)
 	if i != last {
 		g.masks[i] = g.masks[last]
 		g.maskPos[g.masks[i].mask] = i
 	}
+	g.masks[last] = maskIndex[K]{}
 	g.masks = g.masks[:last]
 	delete(g.maskPos, mask)
 }

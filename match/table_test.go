@@ -66,7 +66,13 @@ func checkInvariants[K comparable](t *testing.T, tab *Table[K]) {
 		}
 		indexed++
 		g := tab.idx.groups[groupKey{e.Object, e.Cmd}]
-		if g == nil || g != n.g || g.buckets[e.Pattern] != n.b {
+		var b *bucket[K]
+		if g != nil {
+			if i, ok := g.maskPos[e.Pattern.Mask]; ok {
+				b = g.masks[i].buckets[e.Pattern.Value]
+			}
+		}
+		if g == nil || g != n.g || b != n.b {
 			t.Fatalf("entry %v not in its group/bucket", e)
 		}
 		list := n.b.full
@@ -79,33 +85,29 @@ func checkInvariants[K comparable](t *testing.T, tab *Table[K]) {
 	}
 	inBuckets := 0
 	for gk, g := range tab.idx.groups {
-		if g.key != gk || len(g.masks) == 0 || len(g.buckets) == 0 {
-			t.Fatalf("group %v: bad key or empty", gk)
+		if g.key != gk || len(g.masks) == 0 || len(g.maskPos) != len(g.masks) {
+			t.Fatalf("group %v: bad key, no mask, or %d masks at %d positions", gk, len(g.masks), len(g.maskPos))
 		}
-		refs := map[int64]int{}
-		for p, b := range g.buckets {
-			if len(b.full)+len(b.slice) == 0 {
-				t.Fatalf("group %v: empty bucket %v", gk, p)
+		for i, mi := range g.masks {
+			if g.maskPos[mi.mask] != int32(i) || len(mi.buckets) == 0 {
+				t.Fatalf("group %v: mask %#x at %d, listed at %d, %d buckets", gk, mi.mask, i, g.maskPos[mi.mask], len(mi.buckets))
 			}
-			for _, n := range b.full {
-				if n.slice || n.pattern != p {
-					t.Fatalf("bucket %v holds %v in full", p, n.entry())
+			for v, b := range mi.buckets {
+				p := Pattern{Mask: mi.mask, Value: v}
+				if len(b.full)+len(b.slice) == 0 {
+					t.Fatalf("group %v: empty bucket %v", gk, p)
 				}
-			}
-			for _, n := range b.slice {
-				if !n.slice || n.pattern != p {
-					t.Fatalf("bucket %v holds %v in slice", p, n.entry())
+				for _, n := range b.full {
+					if n.slice || n.pattern != p {
+						t.Fatalf("bucket %v holds %v in full", p, n.entry())
+					}
 				}
-			}
-			inBuckets += len(b.full) + len(b.slice)
-			refs[p.Mask]++
-		}
-		if len(refs) != len(g.masks) || len(g.maskPos) != len(g.masks) {
-			t.Fatalf("group %v: %d masks used, %d listed, %d positions", gk, len(refs), len(g.masks), len(g.maskPos))
-		}
-		for i, m := range g.masks {
-			if refs[m.mask] != m.refs || g.maskPos[m.mask] != int32(i) {
-				t.Fatalf("group %v: mask %#x refs %d want %d, pos %d want %d", gk, m.mask, m.refs, refs[m.mask], g.maskPos[m.mask], i)
+				for _, n := range b.slice {
+					if !n.slice || n.pattern != p {
+						t.Fatalf("bucket %v holds %v in slice", p, n.entry())
+					}
+				}
+				inBuckets += len(b.full) + len(b.slice)
 			}
 		}
 	}
