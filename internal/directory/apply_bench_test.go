@@ -11,7 +11,7 @@ import (
 // p0…p(peers-1), each with regs Subscribe-like registrations: enough for
 // applyLocked.
 func bareDirectory(peers, regs int) *Directory {
-	d := &Directory{peers: make(map[string]*peer), own: make(map[uint64]Reg)}
+	d := &Directory{peers: make(map[string]*peer)}
 	for i := range peers {
 		node := fmt.Sprintf("p%03d-%s", i, "NUIDLIKEPADDING0123")
 		p := &peer{}

@@ -32,13 +32,11 @@ func (d *Directory) Announce(puts []Reg, dels []uint64) *Pending {
 	self := d.selfRegsLocked(len(puts))
 	for _, r := range puts {
 		d.putLocked(self, d.o.Node, r)
-		d.own[r.ID] = r
 		d.pend[r.ID] = &r
 	}
 	for _, id := range dels {
-		if _, ok := d.own[id]; ok {
+		if _, ok := self.m[id]; ok {
 			d.delLocked(self, id)
-			delete(d.own, id)
 			d.pend[id] = nil
 		}
 	}

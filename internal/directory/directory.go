@@ -129,11 +129,10 @@ type Directory struct {
 	mu      sync.RWMutex
 	index   [numKinds]match.Index[RegRef] // every registration of the bus, by kind
 	peers   map[string]*peer
-	ring    []string       // the peers' IDs, sorted: the probe ring (see successorsLocked)
-	own     map[uint64]Reg // this node's registrations
-	self    regSet         // and their items in the index
-	ver     uint64         // version of own
-	digest  uint64         // XOR of verHash over every node held, this one included
+	ring    []string // the peers' IDs, sorted: the probe ring (see successorsLocked)
+	self    regSet   // this node's registrations (their items in the index)
+	ver     uint64   // version of own
+	digest  uint64   // XOR of verHash over every node held, this one included
 	waiters map[*waiter]struct{}
 	leaving bool // Close began: goodbye sent
 	closed  bool
@@ -240,7 +239,6 @@ func Join(ctx context.Context, o Options) (*Directory, error) {
 		o:          o,
 		nc:         o.Conn,
 		peers:      make(map[string]*peer),
-		own:        make(map[uint64]Reg),
 		waiters:    make(map[*waiter]struct{}),
 		pend:       make(map[uint64]*Reg),
 		commitWake: make(chan struct{}, 1),
@@ -497,7 +495,7 @@ func (d *Directory) hello(ctx context.Context) {
 func (d *Directory) announceFullLocked(wait bool) *waiter {
 	a := announcement{Type: annFull, Node: d.o.Node, Ver: d.ver}
 	size := 0
-	for _, r := range d.own {
+	for _, r := range d.ownRegsLocked() {
 		size += len(r.Object) + len(r.Cmd) + 48
 		a.Puts = append(a.Puts, r)
 	}

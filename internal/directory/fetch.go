@@ -27,10 +27,7 @@ func (d *Directory) onTableRequest(m *nats.Msg) {
 		return
 	}
 	ver := d.ver
-	regs := make([]Reg, 0, len(d.own))
-	for _, r := range d.own {
-		regs = append(regs, r)
-	}
+	regs := d.ownRegsLocked()
 	d.mu.RUnlock()
 
 	// Parts stay well under the server's max payload.

@@ -33,7 +33,7 @@ func FuzzDirectoryMessage(f *testing.F) {
 	if err := d.Announce([]Reg{reg(1), reg(2)}, nil).Wait(waitTimeout); err != nil {
 		f.Fatal(err)
 	}
-	ownLen := func() int { d.mu.RLock(); defer d.mu.RUnlock(); return len(d.own) }
+	ownLen := func() int { d.mu.RLock(); defer d.mu.RUnlock(); return len(d.self.m) }
 	inbox := d.inbox + ".zz"
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var before, after runtime.MemStats

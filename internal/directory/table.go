@@ -100,6 +100,18 @@ func (d *Directory) putLocked(regs *regSet, node string, r Reg) {
 	}
 }
 
+// ownRegsLocked returns this node's registrations, read back from the
+// index: they are kept there only.
+func (d *Directory) ownRegsLocked() []Reg {
+	regs := make([]Reg, 0, len(d.self.m))
+	for _, it := range d.self.m {
+		e := it.it.Entry()
+		regs = append(regs, Reg{ID: e.Key.ID, Kind: it.kind, Object: e.Object, Cmd: e.Cmd,
+			Mask: e.Pattern.Mask, Value: e.Pattern.Value, Slice: e.Slice, Weight: e.Weight})
+	}
+	return regs
+}
+
 // delLocked deletes the registration id of node, whose set is regs.
 func (d *Directory) delLocked(regs *regSet, id uint64) {
 	if old, ok := regs.m[id]; ok {
