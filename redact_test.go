@@ -132,11 +132,13 @@ func TestReconnectLogHasNoToken(t *testing.T) {
 	defer n.Close()
 	srv.Restart(t)
 	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond) // polling the log with a deadline
+	defer tick.Stop()
 	for !strings.Contains(logs.String(), "reconnected") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no reconnect logged:\n%s", logs.String())
 		}
-		time.Sleep(10 * time.Millisecond) // polling the log with a deadline
+		<-tick.C
 	}
 	assertNoSecret(t, "the log", logs.String(), "token-in-url-77")
 	if !strings.Contains(logs.String(), "xxxxx@127.0.0.1") {

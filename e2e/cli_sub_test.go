@@ -124,6 +124,8 @@ func startSubs(t *testing.T, url string, subjects []string, probeSubject string)
 	}
 	defer nc.Close()
 	deadline := time.Now().Add(readyTimeout)
+	tick := time.NewTicker(20 * time.Millisecond) // polling with a deadline, not synchronising
+	defer tick.Stop()
 	for !slices.Contains(s.subjects(), probeSubject) {
 		select {
 		case <-exited:
@@ -136,7 +138,7 @@ func startSubs(t *testing.T, url string, subjects []string, probeSubject string)
 		}
 		must(t, nc.Publish(probeSubject, []byte("probe")))
 		must(t, nc.FlushTimeout(readyTimeout))
-		time.Sleep(20 * time.Millisecond) // polling with a deadline, not synchronising
+		<-tick.C
 	}
 	return s
 }

@@ -158,11 +158,13 @@ func readPortsFile(dir string) (string, error) {
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, describe func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(pollInterval) // polling with a deadline, not synchronising
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("after %v: %s", timeout, describe())
 		}
-		time.Sleep(pollInterval) // polling with a deadline, not synchronising
+		<-tick.C
 	}
 }
 
