@@ -16,6 +16,7 @@ import (
 
 	"github.com/natsnotifier/notifier/bus"
 	"github.com/natsnotifier/notifier/internal/directory"
+	"github.com/natsnotifier/notifier/internal/redact"
 	"github.com/natsnotifier/notifier/match"
 )
 
@@ -61,7 +62,7 @@ func Connect(urls string, opts ...Option) (*Notifier, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
-			o.logger.Info("notifier: reconnected to NATS", "url", redactURLs(c.ConnectedUrl()))
+			o.logger.Info("notifier: reconnected to NATS", "url", redact.URLs(c.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""

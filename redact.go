@@ -11,13 +11,6 @@ import (
 	"github.com/natsnotifier/notifier/internal/redact"
 )
 
-// redacted replaces a secret in messages.
-const redacted = redact.Mask
-
-// redactURLs hides the credentials in a comma-separated URL list (see
-// redact.URLs).
-func redactURLs(urls string) string { return redact.URLs(urls) }
-
 // connectSecrets returns every secret that a failed connection could put
 // into an error: the passwords and tokens in urls, raw and unescaped, and
 // those given as nats options (nats.UserInfo, nats.Token).
@@ -53,7 +46,7 @@ func connectSecrets(urls string, opts []nats.Option) []string {
 // scrub replaces every secret in s.
 func scrub(s string, secrets []string) string {
 	for _, sec := range secrets {
-		s = strings.ReplaceAll(s, sec, redacted)
+		s = strings.ReplaceAll(s, sec, redact.Mask)
 	}
 	return s
 }
@@ -73,6 +66,6 @@ func (e *redactedError) Unwrap() error { return e.err }
 // or opts in its message.
 func connectError(urls string, opts []nats.Option, err error) error {
 	secrets := connectSecrets(urls, opts)
-	msg := "notifier: connect " + redactURLs(urls) + ": " + err.Error()
+	msg := "notifier: connect " + redact.URLs(urls) + ": " + err.Error()
 	return &redactedError{msg: scrub(msg, secrets), err: err}
 }

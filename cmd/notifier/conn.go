@@ -14,6 +14,7 @@ import (
 
 	"github.com/natsnotifier/notifier"
 	"github.com/natsnotifier/notifier/bus"
+	"github.com/natsnotifier/notifier/internal/redact"
 )
 
 // connectTimeout bounds dialling each server, so that an unreachable server
@@ -141,7 +142,7 @@ func (c *connFlags) connect(cmd string, stderr io.Writer, log *slog.Logger, opts
 	}, opts...)
 	n, err := notifier.Connect(c.urls, opts...)
 	if err != nil {
-		urls := redactURLs(c.urls)
+		urls := redact.URLs(c.urls)
 		// Connect's message names the servers (redacted): keep what follows.
 		detail := strings.TrimPrefix(err.Error(), "notifier: connect "+urls+": ")
 		var netErr net.Error

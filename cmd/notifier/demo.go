@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/natsnotifier/notifier"
+	"github.com/natsnotifier/notifier/internal/redact"
 	"github.com/natsnotifier/notifier/testenv"
 )
 
@@ -66,7 +67,7 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	} else if err := conn.check(); err != nil {
 		return f.fail(stderr, "%v", err)
 	}
-	where := "at " + redactURLs(conn.urls)
+	where := "at " + redact.URLs(conn.urls)
 	if embedded {
 		srv, err := testenv.Start()
 		if err != nil {

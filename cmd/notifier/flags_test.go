@@ -3,6 +3,8 @@ package main
 import (
 	"reflect"
 	"testing"
+
+	"github.com/natsnotifier/notifier/internal/redact"
 )
 
 func TestInt64Flag(t *testing.T) {
@@ -65,8 +67,8 @@ func TestRedactURLs(t *testing.T) {
 		{"nats://token@h:4222", "nats://xxxxx@h:4222"},
 	}
 	for _, tt := range tests {
-		if got := redactURLs(tt.in); got != tt.want {
-			t.Errorf("redactURLs(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := redact.URLs(tt.in); got != tt.want {
+			t.Errorf("redact.URLs(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

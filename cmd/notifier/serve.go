@@ -7,6 +7,8 @@ import (
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsnotifier/notifier/internal/redact"
 )
 
 const serveDoc = `Runs an embedded NATS server (default 127.0.0.1:4222), or joins the NATS
@@ -70,7 +72,7 @@ func runServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	log := newLogger(stderr, slog.LevelInfo)
 
-	where := "at " + redactURLs(conn.urls)
+	where := "at " + redact.URLs(conn.urls)
 	if embedded {
 		srv, url, err := startServer(sc, log)
 		if err != nil {
@@ -119,8 +121,8 @@ func printServiceHelp(w io.Writer, conn *connFlags, eps []endpoint) {
 	// Flags to reach this bus from another terminal, when not the defaults.
 	natsFlags, ourFlags := "", ""
 	if conn.urls != nats.DefaultURL {
-		natsFlags = " -s " + redactURLs(conn.urls)
-		ourFlags = " --url " + redactURLs(conn.urls)
+		natsFlags = " -s " + redact.URLs(conn.urls)
+		ourFlags = " --url " + redact.URLs(conn.urls)
 	}
 	if conn.prefix != "notifier" {
 		ourFlags += " --prefix " + conn.prefix

@@ -333,32 +333,28 @@ func checkURLs(s setting) error {
 	for _, raw := range strings.Split(s.value, ",") {
 		p := strings.TrimSpace(redact.URL(raw)) // parsed redacted: no secret in any error
 		if p == "" {
-			return fmt.Errorf("%s %s: an empty URL in the list", s.from, redactURLs(s.value))
+			return fmt.Errorf("%s %s: an empty URL in the list", s.from, redact.URLs(s.value))
 		}
 		if !strings.Contains(p, "://") {
 			p = "nats://" + p // nats.go's default scheme
 		}
 		u, err := url.Parse(p)
 		if err != nil {
-			return fmt.Errorf("%s %s: not a URL", s.from, redactURLs(s.value))
+			return fmt.Errorf("%s %s: not a URL", s.from, redact.URLs(s.value))
 		}
 		switch u.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("%s %s: scheme %q, want nats://, tls://, ws:// or wss://", s.from, redactURLs(s.value), u.Scheme)
+			return fmt.Errorf("%s %s: scheme %q, want nats://, tls://, ws:// or wss://", s.from, redact.URLs(s.value), u.Scheme)
 		}
 		if u.Hostname() == "" {
-			return fmt.Errorf("%s %s: no host", s.from, redactURLs(s.value))
+			return fmt.Errorf("%s %s: no host", s.from, redact.URLs(s.value))
 		}
 		if port := u.Port(); port != "" {
 			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				return fmt.Errorf("%s %s: port %q, want 1-65535", s.from, redactURLs(s.value), port)
+				return fmt.Errorf("%s %s: port %q, want 1-65535", s.from, redact.URLs(s.value), port)
 			}
 		}
 	}
 	return nil
 }
-
-// redactURLs hides the credentials in a comma-separated URL list, as the
-// library does in its logs and errors (see redact.URLs).
-func redactURLs(urls string) string { return redact.URLs(urls) }
