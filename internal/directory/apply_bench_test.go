@@ -17,7 +17,7 @@ func bareDirectory(peers, regs int) *Directory {
 		p := &peer{}
 		d.peers[node] = p
 		for j := range regs {
-			d.putLocked(p.regSet(regs), node, Reg{ID: uint64(j + 1), Kind: bus.KindPub, Object: "obj", Cmd: "c", Mask: -1, Value: int64(j)})
+			d.putLocked(p.regs.made(regs), node, Reg{ID: uint64(j + 1), Kind: bus.KindPub, Object: "obj", Cmd: "c", Mask: -1, Value: int64(j)})
 		}
 	}
 	return d

@@ -29,7 +29,7 @@ func (d *Directory) Announce(puts []Reg, dels []uint64) *Pending {
 	if d.closed || d.leaving {
 		return &Pending{err: ErrClosed}
 	}
-	self := d.selfRegsLocked(len(puts))
+	self := d.self.made(len(puts))
 	for _, r := range puts {
 		d.putLocked(self, d.o.Node, r)
 		d.pend[r.ID] = &r

@@ -401,7 +401,7 @@ func (d *Directory) dueAcksLocked(p *peer) []pendingAck {
 
 func (d *Directory) applyLocked(node string, p *peer, a *announcement) {
 	p.applied = time.Now()
-	regs := p.regSet(len(a.Puts))
+	regs := p.regs.made(len(a.Puts))
 	for _, r := range a.Puts {
 		d.putLocked(regs, node, r)
 	}
@@ -419,7 +419,7 @@ func (d *Directory) applyFullLocked(node string, p *peer, a *announcement) {
 
 func (d *Directory) replaceLocked(node string, p *peer, regs []Reg, ver uint64) {
 	d.forgetRegsLocked(p)
-	set := p.regSet(len(regs))
+	set := p.regs.made(len(regs))
 	for _, r := range regs {
 		d.putLocked(set, node, r)
 	}

@@ -55,22 +55,13 @@ type regItem struct {
 	kind bus.Kind
 }
 
-// selfRegsLocked returns this node's set, made if there is none yet; size
-// is a hint of how many it will hold.
-func (d *Directory) selfRegsLocked(size int) *regSet {
-	if d.self.m == nil {
-		d.self.m = make(map[uint64]regItem, size)
+// made returns s with its map made if it had none; size is a hint of how
+// many registrations it will hold.
+func (s *regSet) made(size int) *regSet {
+	if s.m == nil {
+		s.m = make(map[uint64]regItem, size)
 	}
-	return &d.self
-}
-
-// regSet returns p's set, made if there is none yet; size is a hint of how
-// many it will hold.
-func (p *peer) regSet(size int) *regSet {
-	if p.regs.m == nil {
-		p.regs.m = make(map[uint64]regItem, size)
-	}
-	return &p.regs
+	return s
 }
 
 // putLocked inserts or replaces (by ID) a registration of node, whose set
