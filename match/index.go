@@ -83,27 +83,7 @@ func (x *Index[K]) Len() int { return x.n }
 // The stored Object and Cmd strings are interned per (object, cmd).
 func (x *Index[K]) Insert(e Entry[K]) *Item[K] {
 	x.n++
-	g := x.groupOf(e.Pattern, e.Object, e.Cmd)
-	if g == nil {
-		n := &Item[K]{key: e.Key, pattern: e.Pattern, slice: e.Slice, weight: e.Weight}
-		x.index(n, e.Object, e.Cmd)
-		return n
-	}
-	var n *Item[K]
-	mi := g.maskOf(e.Pattern.Mask)
-	b := mi.buckets[e.Pattern.Value]
-	if b == nil {
-		// The first entry of its bucket: one allocation for both (most
-		// buckets hold one entry, an id pattern of one registration).
-		ib := &itemBucket[K]{}
-		n, b = &ib.item, &ib.b
-		mi.addBucket(e.Pattern.Value, b, e.Slice)
-	} else {
-		n = &Item[K]{}
-	}
-	n.key, n.pattern, n.slice, n.weight = e.Key, e.Pattern, e.Slice, e.Weight
-	n.link(g, b)
-	return n
+	return x.index(nil, e)
 }
 
 // itemBucket is an Item and the bucket it is the first entry of, allocated
@@ -143,8 +123,7 @@ func (x *Index[K]) Update(n *Item[K], e Entry[K]) {
 		return
 	}
 	x.unindex(n)
-	n.pattern, n.slice, n.weight = e.Pattern, e.Slice, e.Weight
-	x.index(n, e.Object, e.Cmd)
+	x.index(n, e)
 }
 
 // Remove removes n, an Item of x. Removing it again does nothing.
@@ -198,24 +177,38 @@ func (x *Index[K]) HasMatch(object, cmd string, id int64) bool {
 	return false
 }
 
-// index links n (whose pattern, slice flag and weight are set) into the
-// lookup index under (object, cmd). An unsatisfiable pattern is not indexed:
-// n gets a group of its own holding clones of the strings, so that they do
-// not pin a caller's larger buffer.
-func (x *Index[K]) index(n *Item[K], object, cmd string) {
-	g := x.groupOf(n.pattern, object, cmd)
-	if g == nil {
-		n.g = &group[K]{key: groupKey{strings.Clone(object), strings.Clone(cmd)}}
-		n.b = nil
-		return
+// index links n into the lookup index as e (its key, pattern, slice flag
+// and weight) and returns it; a nil n is allocated here, together with its
+// bucket when it is the bucket's first entry (most buckets hold one entry,
+// an id pattern of one registration). An unsatisfiable pattern is not
+// indexed: n gets a group of its own holding clones of the strings, so
+// that they do not pin a caller's larger buffer.
+func (x *Index[K]) index(n *Item[K], e Entry[K]) *Item[K] {
+	g := x.groupOf(e.Pattern, e.Object, e.Cmd)
+	var b *bucket[K]
+	if g != nil {
+		mi := g.maskOf(e.Pattern.Mask)
+		if b = mi.buckets[e.Pattern.Value]; b == nil {
+			if n == nil {
+				ib := &itemBucket[K]{}
+				n, b = &ib.item, &ib.b
+			} else {
+				b = &bucket[K]{}
+			}
+			mi.addBucket(e.Pattern.Value, b, e.Slice)
+		}
 	}
-	mi := g.maskOf(n.pattern.Mask)
-	b := mi.buckets[n.pattern.Value]
-	if b == nil {
-		b = &bucket[K]{}
-		mi.addBucket(n.pattern.Value, b, n.slice)
+	if n == nil {
+		n = &Item[K]{}
+	}
+	n.key, n.pattern, n.slice, n.weight = e.Key, e.Pattern, e.Slice, e.Weight
+	if g == nil {
+		n.g = &group[K]{key: groupKey{strings.Clone(e.Object), strings.Clone(e.Cmd)}}
+		n.b = nil
+		return n
 	}
 	n.link(g, b)
+	return n
 }
 
 // addBucket puts b, empty, under value, its first entry full or slice.
